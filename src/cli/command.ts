@@ -1,0 +1,55 @@
+/**
+ * Command definitions: each command is a typed value (name, summary, options,
+ * handler) wired by main.ts, which parses argv, loads settings and reports
+ * failures. Handlers stay thin: validate, call the domain, print.
+ */
+import type { ParseArgsConfig } from 'node:util';
+import type { Context } from './context.ts';
+
+export type OptionSpec = NonNullable<ParseArgsConfig['options']>;
+
+export interface ParsedArgs {
+  values: Record<string, string | boolean | string[] | undefined>;
+  positionals: string[];
+}
+
+export interface Command {
+  /** Words that select the command, e.g. `files snapshot`. */
+  name: string;
+  aliases?: string[];
+  summary: string;
+  /** Usage after the command name, e.g. `DIR [--label L]`. */
+  usage: string;
+  description?: string;
+  options?: OptionSpec;
+  /** Inclusive bounds on positional arguments. */
+  args?: [min: number, max: number];
+  run(ctx: Context, args: ParsedArgs): Promise<number | void>;
+}
+
+export const GLOBAL_OPTIONS: OptionSpec = {
+  repo: { type: 'string' },
+  config: { type: 'string' },
+  json: { type: 'boolean' },
+  quiet: { type: 'boolean', short: 'q' },
+  verbose: { type: 'boolean', short: 'v' },
+  help: { type: 'boolean', short: 'h' },
+};
+
+export const GLOBAL_HELP = `Global options:
+  --repo URL       repository: a path, file://PATH or s3://BUCKET/PREFIX (env FERRY_REPO)
+  --config FILE    ferry.yaml to read (env FERRY_CONFIG; default ./ferry.yaml if present)
+  --json           machine-readable output on stdout
+  -q, --quiet      no progress or summary lines
+  -v, --verbose    log storage calls to stderr
+  -h, --help       this help
+Keys come from FERRY_KEY_FILE, FERRY_PASSWORD or FERRY_PASSWORD_FILE, never from arguments.`;
+
+export function str(v: ParsedArgs['values'][string]): string | undefined {
+  return typeof v === 'string' ? v : undefined;
+}
+
+export function strs(v: ParsedArgs['values'][string]): string[] {
+  if (Array.isArray(v)) return v;
+  return typeof v === 'string' ? [v] : [];
+}

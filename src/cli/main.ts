@@ -1,0 +1,102 @@
+/**
+ * Entry point of `bin/ferry`: finds the command, parses its options, resolves
+ * settings, runs it, and turns failures into one clear line and an exit code
+ * (0 ok, 1 failure, 2 bad usage or config).
+ */
+import { parseArgs } from 'node:util';
+import { resolveSettings } from '../config/load.ts';
+import { FerryError, UsageError } from '../util/errors.ts';
+import { GLOBAL_HELP, GLOBAL_OPTIONS, type Command } from './command.ts';
+import { Context } from './context.ts';
+import { commands } from './commands.ts';
+
+function findCommand(argv: string[]): { cmd?: Command; rest: string[] } {
+  let best: { cmd: Command; words: number } | undefined;
+  for (const cmd of commands) {
+    for (const name of [cmd.name, ...(cmd.aliases ?? [])]) {
+      const words = name.split(' ');
+      if (words.every((w, i) => argv[i] === w) && (!best || words.length > best.words)) best = { cmd, words: words.length };
+    }
+  }
+  return best ? { cmd: best.cmd, rest: argv.slice(best.words) } : { rest: argv };
+}
+
+export function overview(): string {
+  const groups = new Map<string, Command[]>();
+  for (const c of commands) {
+    const g = c.name.split(' ')[0];
+    if (!groups.has(g)) groups.set(g, []);
+    groups.get(g)!.push(c);
+  }
+  const width = Math.max(...commands.map((c) => c.name.length)) + 2;
+  const lines = ['Ferry: backup, point-in-time recovery and disaster recovery for PostgreSQL, files and secrets.', '', 'Usage: ferry COMMAND [options]', '', 'Commands:'];
+  for (const cs of groups.values()) for (const c of cs) lines.push(`  ${c.name.padEnd(width)}${c.summary}`);
+  lines.push('', GLOBAL_HELP, '', 'Run `ferry COMMAND --help` for the options of one command.');
+  return lines.join('\n');
+}
+
+function commandHelp(cmd: Command): string {
+  const lines = [`Usage: ferry ${cmd.name} ${cmd.usage}`.trimEnd(), '', cmd.summary];
+  if (cmd.description) lines.push('', cmd.description);
+  lines.push('', GLOBAL_HELP);
+  return lines.join('\n');
+}
+
+export async function main(argv: string[]): Promise<number> {
+  if (argv.length === 0 || argv[0] === '--help' || argv[0] === '-h' || argv[0] === 'help') {
+    process.stdout.write(overview() + '\n');
+    return argv.length === 0 ? 2 : 0;
+  }
+  if (argv[0] === '--version' || argv[0] === 'version') {
+    process.stdout.write('ferry 0.1.0 (repository format 1)\n');
+    return 0;
+  }
+  const { cmd, rest } = findCommand(argv);
+  let ctx: Context | undefined;
+  try {
+    if (!cmd) throw new UsageError(`unknown command "${argv.slice(0, 2).join(' ')}"`, { hint: 'run `ferry --help` for the list of commands' });
+    let parsed;
+    try {
+      parsed = parseArgs({ args: rest, options: { ...GLOBAL_OPTIONS, ...(cmd.options ?? {}) }, allowPositionals: true, strict: true });
+    } catch (e) {
+      throw new UsageError(`${(e as Error).message.replace(/\. To specify a positional.*$/s, '')} (ferry ${cmd.name})`, { hint: `run \`ferry ${cmd.name} --help\`` });
+    }
+    const values = parsed.values as Record<string, string | boolean | string[] | undefined>;
+    if (values.help) {
+      process.stdout.write(commandHelp(cmd) + '\n');
+      return 0;
+    }
+    const [min, max] = cmd.args ?? [0, 0];
+    if (parsed.positionals.length < min || parsed.positionals.length > max) {
+      throw new UsageError(`ferry ${cmd.name} takes ${min === max ? min : `${min} to ${max}`} argument${max === 1 ? '' : 's'}, got ${parsed.positionals.length}`, {
+        hint: `usage: ferry ${cmd.name} ${cmd.usage}`,
+      });
+    }
+    const settings = resolveSettings({ flags: { repo: values.repo as string | undefined, config: values.config as string | undefined }, env: process.env, cwd: process.cwd() });
+    ctx = new Context(settings, { json: !!values.json, quiet: !!values.quiet, verbose: !!values.verbose });
+    const code = await cmd.run(ctx, { values, positionals: parsed.positionals });
+    return code ?? 0;
+  } catch (e) {
+    ctx?.progress.done();
+    return report(e);
+  } finally {
+    await ctx?.close().catch(() => undefined);
+  }
+}
+
+export function report(e: unknown): number {
+  if (e instanceof FerryError) {
+    process.stderr.write(`ferry: error: ${e.message}\n`);
+    if (e.hint) process.stderr.write(`hint: ${e.hint}\n`);
+    if (process.env.FERRY_DEBUG && e.stack) process.stderr.write(e.stack + '\n');
+    return e.exitCode;
+  }
+  const err = e as NodeJS.ErrnoException;
+  process.stderr.write(`ferry: internal error: ${err?.message ?? String(e)}\n`);
+  if (process.env.FERRY_DEBUG && err?.stack) process.stderr.write(err.stack + '\n');
+  else process.stderr.write('hint: set FERRY_DEBUG=1 for the stack trace, and report it\n');
+  return 1;
+}
+
+const code = await main(process.argv.slice(2));
+process.exitCode = code;

@@ -1,0 +1,46 @@
+/**
+ * Encryption stage: AES-256-GCM with a random 96-bit nonce per message.
+ * Sealed layout: nonce(12) || ciphertext || tag(16). Associated data binds the
+ * ciphertext to its context (a blob's id and codec, or an object's kind), so a
+ * ciphertext cannot be moved to another place undetected.
+ */
+import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
+import { IntegrityError } from '../util/errors.ts';
+
+export const NONCE_BYTES = 12;
+export const TAG_BYTES = 16;
+export const SEAL_OVERHEAD = NONCE_BYTES + TAG_BYTES;
+
+/** Encrypts `parts` (concatenated) and returns the sealed pieces without copying the plaintext. */
+export function sealParts(key: Buffer, aad: Buffer, plain: Buffer): Buffer[] {
+  const nonce = randomBytes(NONCE_BYTES);
+  const c = createCipheriv('aes-256-gcm', key, nonce);
+  c.setAAD(aad);
+  const body = c.update(plain);
+  const tail = c.final();
+  const parts = [nonce, body];
+  if (tail.length) parts.push(tail);
+  parts.push(c.getAuthTag());
+  return parts;
+}
+
+export function seal(key: Buffer, aad: Buffer, plain: Buffer): Buffer {
+  return Buffer.concat(sealParts(key, aad, plain));
+}
+
+/** Decrypts and authenticates; throws IntegrityError when the tag does not match. */
+export function unseal(key: Buffer, aad: Buffer, sealed: Buffer, what: string): Buffer {
+  if (sealed.length < SEAL_OVERHEAD) throw new IntegrityError(`${what} is truncated (${sealed.length} bytes)`);
+  const nonce = sealed.subarray(0, NONCE_BYTES);
+  const tag = sealed.subarray(sealed.length - TAG_BYTES);
+  const d = createDecipheriv('aes-256-gcm', key, nonce);
+  d.setAAD(aad);
+  d.setAuthTag(tag);
+  try {
+    const out = d.update(sealed.subarray(NONCE_BYTES, sealed.length - TAG_BYTES));
+    const fin = d.final();
+    return fin.length ? Buffer.concat([out, fin]) : out;
+  } catch {
+    throw new IntegrityError(`${what} failed authentication (corrupted or tampered)`);
+  }
+}

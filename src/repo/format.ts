@@ -1,0 +1,88 @@
+/**
+ * Repository format v1: the object layout and the `config` object.
+ * See docs/format.md for the byte-level description; keep the two in step.
+ *
+ *   config                       plain JSON (below), MAC'd with the master key
+ *   keys/<slot id>               key slots (JSON): the master key wrapped per credential
+ *   data/<xx>/<pack id>          packs
+ *   index/<id>                   index files (sealed)
+ *   snapshots/<id>               manifests (sealed)
+ *   locks/<id>                   locks (plain JSON)
+ *   runs/<time>-<id>             job run records (sealed)
+ *   wal/<timeline>/<segment>     WAL segments and history files (sealed)
+ */
+import { createHmac } from 'node:crypto';
+import { z } from 'zod';
+import { ConfigError, IntegrityError } from '../util/errors.ts';
+import type { MasterKey } from '../codec/keys.ts';
+
+export const FORMAT_VERSION = 1;
+
+export const DIRS = {
+  keys: 'keys/',
+  data: 'data/',
+  index: 'index/',
+  snapshots: 'snapshots/',
+  locks: 'locks/',
+  runs: 'runs/',
+  wal: 'wal/',
+} as const;
+
+export const ConfigSchema = z.object({
+  format: z.literal('ferry-repository'),
+  version: z.number().int(),
+  id: z.string(),
+  created: z.string(),
+  chunker: z.object({ min: z.number().int(), avg: z.number().int(), max: z.number().int(), seed: z.string() }),
+  packSize: z.number().int().positive(),
+  compressionLevel: z.number().int(),
+  mac: z.string().optional(),
+});
+
+export type RepoConfig = z.infer<typeof ConfigSchema>;
+
+function macOf(cfg: RepoConfig, key: MasterKey): string {
+  const { mac: _mac, ...rest } = cfg;
+  return createHmac('sha256', key.mac).update(JSON.stringify(sortDeep(rest))).digest('hex');
+}
+
+function sortDeep(v: unknown): unknown {
+  if (Array.isArray(v)) return v.map(sortDeep);
+  if (v && typeof v === 'object') {
+    const o: Record<string, unknown> = {};
+    for (const k of Object.keys(v).sort()) o[k] = sortDeep((v as Record<string, unknown>)[k]);
+    return o;
+  }
+  return v;
+}
+
+export function signConfig(cfg: RepoConfig, key: MasterKey): RepoConfig {
+  return { ...cfg, mac: macOf(cfg, key) };
+}
+
+export function verifyConfig(cfg: RepoConfig, key: MasterKey, where: string): void {
+  if (cfg.mac !== macOf(cfg, key)) {
+    throw new IntegrityError(`the config of repository ${where} does not match its MAC (tampered or corrupted)`);
+  }
+}
+
+/** Parses `config` and refuses versions this build does not understand. */
+export function parseConfig(raw: Buffer, where: string): RepoConfig {
+  let json: unknown;
+  try {
+    json = JSON.parse(raw.toString('utf8'));
+  } catch {
+    throw new IntegrityError(`the config of repository ${where} is not valid JSON`);
+  }
+  const probe = json as { format?: unknown; version?: unknown };
+  if (probe?.format !== 'ferry-repository') throw new ConfigError(`${where} is not a Ferry repository (its config has no Ferry format marker)`);
+  if (typeof probe.version === 'number' && probe.version > FORMAT_VERSION) {
+    throw new ConfigError(
+      `repository ${where} uses format version ${probe.version}, newer than this Ferry understands (${FORMAT_VERSION})`,
+      { hint: 'upgrade Ferry to open this repository' },
+    );
+  }
+  const r = ConfigSchema.safeParse(json);
+  if (!r.success) throw new IntegrityError(`the config of repository ${where} is malformed: ${r.error.issues[0]?.message}`);
+  return r.data;
+}

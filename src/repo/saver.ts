@@ -1,0 +1,144 @@
+/**
+ * BlobSaver: the write path for blobs. It dedups (against the index and blobs in
+ * flight), compresses and seals on the thread pool, fills packs, uploads them with
+ * bounded concurrency, and writes index files for uploaded packs.
+ *
+ * Write order (durability rule 2): a blob is only reported indexed after its pack
+ * is durably stored and an index file naming that pack is durably stored. Callers
+ * write whatever names blobs (a manifest) only after `flush()` resolves.
+ */
+import { blobId } from '../codec/hash.ts';
+import { Semaphore } from '../util/concurrency.ts';
+import { killPoint } from '../util/killpoint.ts';
+import { sealBlob, type BlobType } from './blob.ts';
+import { DIRS } from './format.ts';
+import type { IndexFile, IndexedPack } from './index.ts';
+import { PackBuilder, packKey } from './pack.ts';
+import type { Repository } from './repository.ts';
+
+export interface SaverStats {
+  newBlobs: number;
+  dedupedBlobs: number;
+  /** Plaintext bytes of new blobs. */
+  newBytes: number;
+  /** Bytes of packs uploaded (what the repository grew by, before index files). */
+  storedBytes: number;
+  packs: number;
+}
+
+export interface SaverOptions {
+  /** Packs uploading at once. */
+  uploads?: number;
+  /** Chunks compressing at once (thread pool work). */
+  compressors?: number;
+  /** Write an index file after this many packs, so a crash keeps dedup progress. */
+  indexEvery?: number;
+}
+
+export class BlobSaver {
+  readonly stats: SaverStats = { newBlobs: 0, dedupedBlobs: 0, newBytes: 0, storedBytes: 0, packs: 0 };
+  private readonly pending = new Set<string>();
+  private builder = new PackBuilder();
+  private readonly compressSlots: Semaphore;
+  private readonly uploadSlots: Semaphore;
+  private readonly inflight = new Set<Promise<void>>();
+  private uploaded: IndexedPack[] = [];
+  /** Every pack this saver uploaded and indexed. */
+  readonly writtenPacks: IndexedPack[] = [];
+  private error: unknown;
+  private readonly indexEvery: number;
+
+  constructor(
+    private readonly repo: Repository,
+    opts: SaverOptions = {},
+  ) {
+    this.compressSlots = new Semaphore(opts.compressors ?? 6);
+    this.uploadSlots = new Semaphore(opts.uploads ?? 3);
+    this.indexEvery = opts.indexEvery ?? 32;
+  }
+
+  /** Stores `plain` as a blob unless the repository has it already. Returns its id (hex). */
+  async save(type: BlobType, plain: Buffer): Promise<string> {
+    return this.store(type, plain, false);
+  }
+
+  /** Stores a blob even if the index has it (prune's repack). */
+  async saveAgain(type: BlobType, plain: Buffer): Promise<string> {
+    return this.store(type, plain, true);
+  }
+
+  private async store(type: BlobType, plain: Buffer, again: boolean): Promise<string> {
+    this.throwIfFailed();
+    const idBuf = blobId(this.repo.key.mac, plain);
+    const id = idBuf.toString('hex');
+    if (this.pending.has(id) || (!again && this.repo.index.has(id))) {
+      this.stats.dedupedBlobs++;
+      return id;
+    }
+    this.pending.add(id);
+    await this.compressSlots.acquire();
+    let sealed: Buffer[];
+    try {
+      sealed = await sealBlob(this.repo.key, idBuf, plain, this.repo.config.compressionLevel);
+    } finally {
+      this.compressSlots.release();
+    }
+    this.builder.add(type, idBuf, sealed, plain.length);
+    this.stats.newBlobs++;
+    this.stats.newBytes += plain.length;
+    if (this.builder.size >= this.repo.config.packSize) await this.startUpload();
+    return id;
+  }
+
+  /** Uploads the partial pack, waits for all uploads and writes the index file for them. */
+  async flush(): Promise<void> {
+    if (this.builder.count > 0) await this.startUpload();
+    await Promise.allSettled([...this.inflight]);
+    this.throwIfFailed();
+    await this.writeIndex();
+  }
+
+  private throwIfFailed(): void {
+    if (this.error !== undefined) throw this.error;
+  }
+
+  private async startUpload(): Promise<void> {
+    const b = this.builder;
+    this.builder = new PackBuilder();
+    await this.uploadSlots.acquire();
+    this.throwIfFailed();
+    const p = (async () => {
+      try {
+        const pack = b.finish(this.repo.key);
+        await this.repo.storage.put(packKey(pack.id), Buffer.concat(pack.parts, pack.size));
+        this.stats.packs++;
+        this.stats.storedBytes += pack.size;
+        this.uploaded.push({ id: pack.id, size: pack.size, blobs: pack.entries });
+        await killPoint('after-pack-upload');
+      } catch (e) {
+        this.error ??= e;
+      } finally {
+        this.uploadSlots.release();
+      }
+    })();
+    this.inflight.add(p);
+    void p.finally(() => this.inflight.delete(p));
+    if (this.uploaded.length >= this.indexEvery) await this.writeIndex();
+  }
+
+  /** Writes one index file for the packs uploaded since the last one. */
+  private async writeIndex(): Promise<void> {
+    if (this.uploaded.length === 0) return;
+    const packs = this.uploaded;
+    this.uploaded = [];
+    await killPoint('before-index');
+    const doc: IndexFile = { version: 1, packs };
+    const name = await this.repo.saveJson(DIRS.index, 'index', doc);
+    this.repo.indexFiles.add(name);
+    for (const p of packs) {
+      this.writtenPacks.push(p);
+      this.repo.index.addPack(p);
+      for (const b of p.blobs) this.pending.delete(b.id);
+    }
+  }
+}

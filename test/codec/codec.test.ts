@@ -1,0 +1,64 @@
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { compress, decompress, CODEC_NONE, CODEC_ZSTD } from '../../src/codec/compress.ts';
+import { seal, unseal } from '../../src/codec/encrypt.ts';
+import { makeSlot, newMasterKey, openSlot, splitMaster } from '../../src/codec/keys.ts';
+import { blobId } from '../../src/codec/hash.ts';
+import { sealBlob, openBlob } from '../../src/repo/blob.ts';
+import { IntegrityError } from '../../src/util/errors.ts';
+
+const meta = { id: 'x', created: 'now', host: 'h', user: 'u' };
+const fastScrypt = { N: 1 << 10, r: 8, p: 1 };
+
+describe('codecs', () => {
+  it('compresses compressible data with zstd and stores random data as is', async () => {
+    const text = Buffer.from('hello world '.repeat(10000));
+    const c = await compress(text, 3);
+    assert.equal(c.codec, CODEC_ZSTD);
+    assert.ok(c.data.length < text.length / 10);
+    assert.deepEqual(await decompress(c.codec, c.data), text);
+    const rnd = randomBytes(100000);
+    const r = await compress(rnd, 3);
+    assert.equal(r.codec, CODEC_NONE);
+  });
+
+  it('rejects an unknown codec id', async () => {
+    await assert.rejects(decompress(0x7f, Buffer.alloc(10)), IntegrityError);
+  });
+
+  it('seals with AES-256-GCM and detects any flipped byte or wrong context', () => {
+    const key = randomBytes(32);
+    const aad = Buffer.from('ctx');
+    const sealed = seal(key, aad, Buffer.from('secret'));
+    assert.equal(unseal(key, aad, sealed, 't').toString(), 'secret');
+    for (let i = 0; i < sealed.length; i++) {
+      const bad = Buffer.from(sealed);
+      bad[i] ^= 1;
+      assert.throws(() => unseal(key, aad, bad, 't'), IntegrityError);
+    }
+    assert.throws(() => unseal(key, Buffer.from('other'), sealed, 't'), IntegrityError);
+  });
+
+  it('blob envelopes bind the id: a blob cannot pass for another', async () => {
+    const key = splitMaster(newMasterKey());
+    const a = Buffer.from('a'.repeat(1000));
+    const b = Buffer.from('b'.repeat(1000));
+    const ida = blobId(key.mac, a);
+    const idb = blobId(key.mac, b);
+    const sa = Buffer.concat(await sealBlob(key, ida, a, 3));
+    assert.deepEqual(await openBlob(key, ida, sa, 'p'), a);
+    await assert.rejects(openBlob(key, idb, sa, 'p'), IntegrityError);
+  });
+
+  it('key slots: a passphrase or key file opens the master key, a wrong one does not', async () => {
+    const master = newMasterKey();
+    const slot = await makeSlot(master, { kind: 'passphrase', passphrase: 'correct horse' }, meta, fastScrypt);
+    assert.deepEqual(await openSlot(slot, { kind: 'passphrase', passphrase: 'correct horse' }), master);
+    assert.equal(await openSlot(slot, { kind: 'passphrase', passphrase: 'wrong' }), undefined);
+    const material = randomBytes(32);
+    const kslot = await makeSlot(master, { kind: 'keyfile', material, path: 'k' }, meta);
+    assert.deepEqual(await openSlot(kslot, { kind: 'keyfile', material, path: 'k' }), master);
+    assert.equal(await openSlot(kslot, { kind: 'keyfile', material: randomBytes(32), path: 'k' }), undefined);
+  });
+});
