@@ -188,7 +188,13 @@ export class FsStorage implements Storage {
     let fh: FileHandle | undefined;
     let tmpExists = false;
     try {
-      fh = await open(tmp, 'wx', this.fileMode);
+      fh = await open(tmp, 'wx', this.fileMode).catch(async (e: Errno) => {
+        if (e.code !== 'ENOENT') throw e;
+        // The directory was removed since this process made it durable: make it again.
+        this.durableDirs.delete(dir);
+        await this.ensureDurableDir(dir);
+        return open(tmp, 'wx', this.fileMode);
+      });
       tmpExists = true;
       await write(fh);
       await fh.sync();

@@ -62,6 +62,7 @@ export interface TestCluster {
   /** postgresql://… URL over the unix socket, for node-postgres and libpq. */
   readonly connString: string;
   /** Runs one statement through node-postgres (a fresh connection) and returns its rows. */
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- rows are whatever the SQL selects
   query<T extends Record<string, unknown> = Record<string, any>>(sql: string, params?: unknown[]): Promise<T[]>;
   /** A connected node-postgres client; the caller ends it. */
   client(): Promise<pg.Client>;

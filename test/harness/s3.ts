@@ -25,13 +25,41 @@ export interface S3Server {
 const START_TIMEOUT_MS = 15_000;
 
 /**
- * Runs s3rver's CLI (argv[1]) after fixing one emulator bug that real S3 does
- * not have: a Range on an empty object gets `206` with `Content-Length: 1` and
- * no body, which hangs the client. Real S3 answers 416 InvalidRange, as here.
+ * Runs s3rver's CLI (argv[1]) after fixing two emulator bugs that real S3 does not have:
+ * - PUT is acknowledged before the object file is fully written, so a GET right
+ *   after it can read a short file. Here the write is finished before the answer.
+ * - A Range on an empty object gets `206` with `Content-Length: 1` and no body,
+ *   which hangs the client. Real S3 answers 416 InvalidRange, as here.
+ * Still unlike S3: overwrites are not atomic (declare atomicReplace: false),
+ * If-None-Match is ignored, and suffix ranges (`bytes=-N`) are misread.
  */
 const BOOTSTRAP = `
 const path = require('path');
+const fs = require('fs');
+const crypto = require('crypto');
+const { Readable, Transform } = require('stream');
+const { pipeline } = require('stream/promises');
 const Store = require(path.join(path.dirname(process.argv[1]), '..', 'lib', 'stores', 'filesystem.js'));
+Store.prototype.putObject = async function (object) {
+  const objectPath = this.getResourcePath(object.bucket, object.key, 'object');
+  await fs.promises.mkdir(path.dirname(objectPath), { recursive: true });
+  const md5 = crypto.createHash('md5');
+  let size = 0;
+  const source = Buffer.isBuffer(object.content) ? Readable.from([object.content]) : object.content;
+  const measure = new Transform({
+    transform(chunk, _enc, done) {
+      md5.update(chunk);
+      size += chunk.length;
+      done(null, chunk);
+    },
+  });
+  await pipeline(source, measure, fs.createWriteStream(objectPath));
+  const digest = md5.digest('hex');
+  await this.putMetadata(object.bucket, object.key, object.metadata, digest);
+  return { size, md5: digest };
+};
+// Exit with the test process even if it dies without calling stop(): it holds our stdin.
+process.stdin.on('close', () => process.exit(0)).resume();
 const getObject = Store.prototype.getObject;
 Store.prototype.getObject = async function (bucket, key, options) {
   const object = await getObject.call(this, bucket, key, options);
@@ -51,7 +79,7 @@ export async function startS3Server(bucket = 'ferry-test'): Promise<S3Server> {
   const child = spawn(
     process.execPath,
     ['--openssl-legacy-provider', '-e', BOOTSTRAP, bin, '-d', dir, '-a', '127.0.0.1', '-p', '0', '--silent', '--configure-bucket', bucket],
-    { stdio: ['ignore', 'pipe', 'pipe'] },
+    { stdio: ['pipe', 'pipe', 'pipe'] },
   );
   let stderr = '';
   child.stderr.setEncoding('utf8').on('data', (s: string) => {

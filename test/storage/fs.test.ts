@@ -104,3 +104,18 @@ describe('FsStorage specifics', () => {
     }
   });
 });
+
+describe('FsStorage directory cache', () => {
+  it('recreates a directory removed behind its back', async () => {
+    const dir = await tempDir();
+    try {
+      const fs = new FsStorage(dir);
+      await fs.put('data/ab/one', Buffer.from('1'));
+      await rm(join(dir, 'data'), { recursive: true });
+      await fs.put('data/ab/two', Buffer.from('2'));
+      assert.equal((await fs.get('data/ab/two')).toString(), '2');
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});

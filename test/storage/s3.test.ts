@@ -20,13 +20,13 @@ describe('S3Storage on s3rver', () => {
     await server?.stop();
   });
 
-  // s3rver ignores If-None-Match and has no versioning: declare it.
+  // s3rver ignores If-None-Match, overwrites in place and has no versioning: declare it.
   storageConformance('s3 (s3rver)', async () => ({
     storage: new S3Storage({
       bucket: server.bucket,
       prefix: 'conformance/repo',
       endpoint: server.endpoint,
-      capabilities: { conditionalPut: false, versioning: false },
+      capabilities: { conditionalPut: false, atomicReplace: false, versioning: false },
     }),
     cleanup: async () => {},
   }));
