@@ -15,7 +15,7 @@ export class Context {
   private storageP?: Storage;
   private repoP?: Promise<Repository>;
   readonly progress: ProgressLine;
-  readonly log: Logger;
+  private logger?: Logger;
 
   constructor(
     readonly settings: Settings,
@@ -24,7 +24,11 @@ export class Context {
     readonly clock: Clock = systemClock,
   ) {
     this.progress = new ProgressLine(process.stderr, false);
-    this.log = makeLogger(opts.verbose ? 'debug' : (env.FERRY_LOG_LEVEL ?? 'warn'));
+  }
+
+  get log(): Logger {
+    this.logger ??= makeLogger(this.opts.verbose ? 'debug' : (this.env.FERRY_LOG_LEVEL ?? 'warn'));
+    return this.logger;
   }
 
   get json(): boolean {

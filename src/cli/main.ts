@@ -72,7 +72,7 @@ export async function main(argv: string[]): Promise<number> {
         hint: `usage: ferry ${cmd.name} ${cmd.usage}`,
       });
     }
-    const settings = resolveSettings({ flags: { repo: values.repo as string | undefined, config: values.config as string | undefined }, env: process.env, cwd: process.cwd() });
+    const settings = await resolveSettings({ flags: { repo: values.repo as string | undefined, config: values.config as string | undefined }, env: process.env, cwd: process.cwd() });
     ctx = new Context(settings, { json: !!values.json, quiet: !!values.quiet, verbose: !!values.verbose });
     const code = await cmd.run(ctx, { values, positionals: parsed.positionals });
     return code ?? 0;

@@ -148,7 +148,7 @@ const forgetCmd: Command = {
   args: [1, 1000],
   async run(ctx, { positionals }) {
     const repo = await ctx.repo();
-    const refs = [];
+    const refs: Awaited<ReturnType<typeof resolveSnapshot>>[] = [];
     for (const p of positionals) refs.push(await resolveSnapshot(repo, p));
     await forget(repo, refs.map((r) => r.id));
     ctx.out({ forgotten: refs.map((r) => r.id) }, () => refs.map((r) => `forgot snapshot ${r.id.slice(0, 12)} (${r.manifest.kind} ${r.manifest.asset} ${r.manifest.endTime})`).join('\n'));

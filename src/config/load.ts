@@ -5,7 +5,6 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { parse as parseYaml } from 'yaml';
 import { readKeyFile, type Credential } from '../codec/keys.ts';
 import { ConfigError } from '../util/errors.ts';
 import { FileSchema, type FerryFile } from './schema.ts';
@@ -27,7 +26,7 @@ export interface SettingSources {
   cwd: string;
 }
 
-export function loadConfigFile(path: string): FerryFile {
+export async function loadConfigFile(path: string): Promise<FerryFile> {
   let text: string;
   try {
     text = readFileSync(path, 'utf8');
@@ -35,6 +34,8 @@ export function loadConfigFile(path: string): FerryFile {
     throw new ConfigError(`cannot read config file ${path}: ${(e as Error).message}`);
   }
   let doc: unknown;
+  // Loaded only when there is a file to read: most `wal push` calls have none.
+  const { parse: parseYaml } = await import('yaml');
   try {
     doc = parseYaml(text) ?? {};
   } catch (e) {
@@ -48,7 +49,7 @@ export function loadConfigFile(path: string): FerryFile {
   return r.data;
 }
 
-export function resolveSettings(src: SettingSources): Settings {
+export async function resolveSettings(src: SettingSources): Promise<Settings> {
   const explicit = src.flags.config ?? src.env.FERRY_CONFIG;
   let configPath: string | undefined;
   if (explicit) {
@@ -57,7 +58,7 @@ export function resolveSettings(src: SettingSources): Settings {
   } else if (existsSync(resolve(src.cwd, 'ferry.yaml'))) {
     configPath = resolve(src.cwd, 'ferry.yaml');
   }
-  const file = configPath ? loadConfigFile(configPath) : {};
+  const file = configPath ? await loadConfigFile(configPath) : {};
   const repo = file.repository;
   return {
     configPath,

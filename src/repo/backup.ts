@@ -13,6 +13,7 @@ import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { fileChecksum } from '../codec/hash.ts';
 import { mapLimit } from '../util/concurrency.ts';
+import { BufferPool } from '../util/pool.ts';
 import { FerryError, StorageError } from '../util/errors.ts';
 import { killPoint } from '../util/killpoint.ts';
 import type { Chunker } from './chunker.ts';
@@ -55,6 +56,8 @@ export interface BackupOptions {
 }
 
 const READ_SLICE = 8 * 1024 * 1024;
+/** Room for one slice behind the uncut tail of the previous one (a tail is shorter than the largest chunk). */
+const POOLED = READ_SLICE + 8 * 1024 * 1024;
 
 /** Walks `root` and returns nodes sorted by path (the root itself as ""). */
 export async function walkTree(root: string, exclude?: (rel: string, isDir: boolean) => boolean): Promise<TreeNode[]> {
@@ -124,6 +127,7 @@ export async function backupTree(repo: Repository, opts: BackupOptions): Promise
     for (const n of await loadTree(repo, opts.parent.manifest.tree)) if (n.type === 'file') parentFiles.set(n.path, n);
   }
   const saver = new BlobSaver(repo, opts.saver);
+  const pool = new BufferPool(POOLED, 16);
   const files = nodes.filter((n) => n.type === 'file');
   const progress: BackupProgress = {
     filesTotal: files.length,
@@ -151,7 +155,7 @@ export async function backupTree(repo: Repository, opts: BackupOptions): Promise
         if (prev.extra) node.extra = prev.extra;
         filesUnchanged++;
       } else {
-        await storeFile(repo, saver, opts, node);
+        await storeFile(repo, saver, opts, node, pool);
         filesRead++;
       }
       progress.filesDone++;
@@ -212,7 +216,7 @@ async function storeBuffer(saver: BlobSaver, node: TreeNode, data: Buffer, chunk
 }
 
 /** Reads one file in slices, chunks it and saves every chunk; fills node.blobs. */
-async function storeFile(repo: Repository, saver: BlobSaver, opts: BackupOptions, node: TreeNode): Promise<void> {
+async function storeFile(repo: Repository, saver: BlobSaver, opts: BackupOptions, node: TreeNode, pool: BufferPool): Promise<void> {
   const abs = node.path ? join(opts.root, node.path) : opts.root;
   const chunker = opts.chunkerFor?.(node) ?? repo.newChunker();
   const saves: Promise<string>[] = [];
@@ -243,17 +247,30 @@ async function storeFile(repo: Repository, saver: BlobSaver, opts: BackupOptions
   }
   let total = 0;
   let waitFrom = 0;
+  let carry: Buffer | undefined;
   try {
     for (;;) {
-      const buf = Buffer.allocUnsafe(READ_SLICE);
-      const { bytesRead } = await fh.read(buf, 0, READ_SLICE, null);
-      if (bytesRead === 0) break;
+      // Read straight behind the uncut tail of the previous slice: only the tail is copied.
+      // Small files get a buffer of their size (+1 to see the end in one read); large ones
+      // pooled buffers, returned once every chunk cut from them is sealed.
+      const want = Math.min(READ_SLICE, Math.max(node.size - total, 0) + 1);
+      const carried = carry?.length ?? 0;
+      const pooled = carried + want > 1 << 20 && carried + want <= pool.size;
+      const buf = pooled ? pool.take() : Buffer.allocUnsafe(carried + want);
+      if (carry) carry.copy(buf, 0);
+      const { bytesRead } = await fh.read(buf, carried, want, null);
       total += bytesRead;
-      take(chunker.push(bytesRead === READ_SLICE ? buf : buf.subarray(0, bytesRead)));
+      // A short read of a regular file means its end.
+      const eof = bytesRead < want;
+      const { chunks, rest } = chunker.split(buf.subarray(0, carried + bytesRead), eof);
+      const first = saves.length;
+      take(chunks);
+      carry = rest.length ? Buffer.from(rest) : undefined;
+      if (pooled) void Promise.allSettled(saves.slice(first)).then(() => pool.give(buf));
+      if (eof) break;
       // Keep memory bounded: do not read far ahead of the saver.
       while (saves.length - waitFrom > 12) await saves[waitFrom++];
     }
-    take(chunker.finish());
   } finally {
     await fh.close();
   }

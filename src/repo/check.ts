@@ -5,11 +5,10 @@
  * every blob must authenticate and match its id (durability rule 4).
  * Problems are reported with the pack, and the snapshots and files they affect.
  */
-import { sha256Hex } from '../codec/hash.ts';
 import { mapLimit } from '../util/concurrency.ts';
 import { openBlob } from './blob.ts';
 import { listSnapshots } from './manifest.ts';
-import { packKey, parsePackHeader } from './pack.ts';
+import { packIdFromBytes, packKey, parsePackHeader } from './pack.ts';
 import { forEachUsedBlob, listPackObjects, readIndexView } from './packs.ts';
 import type { Repository } from './repository.ts';
 
@@ -116,8 +115,8 @@ async function verifyPack(repo: Repository, id: string, size: number, indexed: {
     return { kind: 'missing-pack', pack: id, message: `pack ${id} cannot be read: ${(e as Error).message}` };
   }
   const reasons: string[] = [];
-  if (sha256Hex(data) !== id) reasons.push('its content does not match its name (SHA-256)');
   try {
+    if (packIdFromBytes(data, where) !== id) reasons.push('its header does not match its name (SHA-256)');
     const entries = parsePackHeader(repo.key, data, size, where);
     const byId = new Map(entries.map((e) => [e.id, e]));
     for (const b of indexed) {

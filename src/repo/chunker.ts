@@ -24,7 +24,15 @@ export const DEFAULT_CHUNKER: ChunkerParams = { min: 512 * 1024, avg: 1024 * 102
 export interface Chunker {
   push(data: Buffer): Buffer[];
   finish(): Buffer[];
+  /**
+   * Stateless form for readers that manage their own buffers: cuts what it can in
+   * `buf` and returns the uncut tail, which the caller prepends to the next read.
+   * With `eof`, the tail is cut too (rest is empty).
+   */
+  split(buf: Buffer, eof: boolean): { chunks: Buffer[]; rest: Buffer };
 }
+
+const EMPTY = Buffer.alloc(0);
 
 export function gearTable(seed: Buffer): Uint32Array {
   const t = new Uint32Array(256);
@@ -108,20 +116,25 @@ export class FastCdc implements Chunker {
     return this.scan(buf, true);
   }
 
-  private scan(buf: Buffer, eof: boolean): Buffer[] {
-    const out: Buffer[] = [];
+  split(buf: Buffer, eof: boolean): { chunks: Buffer[]; rest: Buffer } {
+    const chunks: Buffer[] = [];
     let pos = 0;
     while (pos < buf.length) {
       const len = this.cut(buf, pos, buf.length, eof);
       if (len < 0) break;
-      out.push(buf.subarray(pos, pos + len));
+      chunks.push(buf.subarray(pos, pos + len));
       pos += len;
     }
-    if (pos < buf.length) {
-      this.pending = [buf.subarray(pos)];
-      this.pendingLen = buf.length - pos;
+    return { chunks, rest: pos < buf.length ? buf.subarray(pos) : EMPTY };
+  }
+
+  private scan(buf: Buffer, eof: boolean): Buffer[] {
+    const { chunks, rest } = this.split(buf, eof);
+    if (rest.length) {
+      this.pending = [rest];
+      this.pendingLen = rest.length;
     }
-    return out;
+    return chunks;
   }
 }
 
@@ -158,5 +171,19 @@ export class FixedChunker implements Chunker {
     this.pending = [];
     this.pendingLen = 0;
     return [b];
+  }
+
+  split(buf: Buffer, eof: boolean): { chunks: Buffer[]; rest: Buffer } {
+    const chunks: Buffer[] = [];
+    let pos = 0;
+    while (buf.length - pos >= this.size) {
+      chunks.push(buf.subarray(pos, pos + this.size));
+      pos += this.size;
+    }
+    if (eof && pos < buf.length) {
+      chunks.push(buf.subarray(pos));
+      pos = buf.length;
+    }
+    return { chunks, rest: pos < buf.length ? buf.subarray(pos) : EMPTY };
   }
 }

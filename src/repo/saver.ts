@@ -9,6 +9,7 @@
  */
 import { blobId } from '../codec/hash.ts';
 import { Semaphore } from '../util/concurrency.ts';
+import { BufferPool } from '../util/pool.ts';
 import { killPoint } from '../util/killpoint.ts';
 import { sealBlob, type BlobType } from './blob.ts';
 import { DIRS } from './format.ts';
@@ -38,7 +39,7 @@ export interface SaverOptions {
 export class BlobSaver {
   readonly stats: SaverStats = { newBlobs: 0, dedupedBlobs: 0, newBytes: 0, storedBytes: 0, packs: 0 };
   private readonly pending = new Set<string>();
-  private builder = new PackBuilder();
+  private builder: PackBuilder;
   private readonly compressSlots: Semaphore;
   private readonly uploadSlots: Semaphore;
   private readonly inflight = new Set<Promise<void>>();
@@ -47,6 +48,7 @@ export class BlobSaver {
   readonly writtenPacks: IndexedPack[] = [];
   private error: unknown;
   private readonly indexEvery: number;
+  private readonly packBuffers: BufferPool;
 
   constructor(
     private readonly repo: Repository,
@@ -55,6 +57,12 @@ export class BlobSaver {
     this.compressSlots = new Semaphore(opts.compressors ?? 6);
     this.uploadSlots = new Semaphore(opts.uploads ?? 3);
     this.indexEvery = opts.indexEvery ?? 32;
+    this.packBuffers = new BufferPool(this.repo.config.packSize + (9 << 20), (opts.uploads ?? 3) + 1);
+    this.builder = this.newBuilder();
+  }
+
+  private newBuilder(): PackBuilder {
+    return new PackBuilder(this.packBuffers.take());
   }
 
   /** Stores `plain` as a blob unless the repository has it already. Returns its id (hex). */
@@ -104,16 +112,17 @@ export class BlobSaver {
 
   private async startUpload(): Promise<void> {
     const b = this.builder;
-    this.builder = new PackBuilder();
+    this.builder = this.newBuilder();
     await this.uploadSlots.acquire();
     this.throwIfFailed();
     const p = (async () => {
       try {
         const pack = b.finish(this.repo.key);
-        await this.repo.storage.put(packKey(pack.id), Buffer.concat(pack.parts, pack.size));
+        await this.repo.storage.put(packKey(pack.id), pack.data);
         this.stats.packs++;
         this.stats.storedBytes += pack.size;
         this.uploaded.push({ id: pack.id, size: pack.size, blobs: pack.entries });
+        this.packBuffers.give(b.buffer);
         await killPoint('after-pack-upload');
       } catch (e) {
         this.error ??= e;

@@ -15,7 +15,8 @@ import { fileURLToPath } from 'node:url';
 import type { Logger } from 'pino';
 import { ConfigError } from '../util/errors.ts';
 import { FsStorage } from './fs.ts';
-import { S3Storage, parseS3Url } from './s3.ts';
+import { LazyStorage } from './lazy.ts';
+import { parseS3Url, s3Capabilities, s3Location, type S3StorageOptions } from './s3-options.ts';
 import type { Capabilities, Storage } from './types.ts';
 import { LimitStorage } from './wrappers/limit.ts';
 import { LogStorage } from './wrappers/log.ts';
@@ -40,7 +41,7 @@ const ACCEPTED = 'use a directory path, file:///absolute/path, or s3://bucket/pr
 
 export function openStorage(url: string, opts: OpenStorageOptions = {}): Storage {
   const backend = openBackend(url, opts);
-  const concurrency = opts.concurrency ?? (backend instanceof S3Storage ? 16 : 8);
+  const concurrency = opts.concurrency ?? (backend instanceof FsStorage ? 8 : 16);
   const log = opts.log;
   let storage: Storage = new LimitStorage(backend, concurrency);
   storage = new RetryStorage(storage, {
@@ -58,7 +59,7 @@ export function openStorage(url: string, opts: OpenStorageOptions = {}): Storage
 }
 
 /** The bare backend for a URL, without wrappers. */
-export function openBackend(url: string, opts: OpenStorageOptions = {}): FsStorage | S3Storage {
+export function openBackend(url: string, opts: OpenStorageOptions = {}): FsStorage | LazyStorage {
   const env = opts.env ?? process.env;
   if (url.trim() === '') throw new ConfigError('the repository URL is empty', { hint: ACCEPTED });
   const scheme = /^([a-zA-Z][a-zA-Z0-9+.-]*):/.exec(url)?.[1]?.toLowerCase();
@@ -72,13 +73,15 @@ export function openBackend(url: string, opts: OpenStorageOptions = {}): FsStora
     const { bucket, prefix } = parseS3Url(url);
     const endpoint = opts.endpoint ?? (env.FERRY_S3_ENDPOINT || undefined);
     if (endpoint !== undefined) checkEndpoint(endpoint);
-    return new S3Storage({
+    const s3opts: S3StorageOptions = {
       bucket,
       prefix,
       endpoint,
       region: opts.region ?? (env.AWS_REGION || env.AWS_DEFAULT_REGION || undefined),
       capabilities: opts.capabilities,
-    });
+    };
+    // The AWS SDK loads on the first call, not here: `wal push` to a directory never pays for it.
+    return new LazyStorage(s3Location(bucket, prefix), s3Capabilities(s3opts), async () => new (await import('./s3.ts')).S3Storage(s3opts));
   }
   throw new ConfigError(`unsupported repository URL ${JSON.stringify(url)}`, {
     hint: `${ACCEPTED} (a relative path containing ":" can be written ./${url})`,

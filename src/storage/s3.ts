@@ -22,58 +22,17 @@ import {
   S3Client,
 } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
-import { AlreadyExistsError, ConfigError, FerryError, NotFoundError, StorageError } from '../util/errors.ts';
+import { AlreadyExistsError, FerryError, NotFoundError, StorageError } from '../util/errors.ts';
 import { checkKey, checkPrefix } from './keys.ts';
 import { checkRange, isRanged, resolveRange } from './range.ts';
+import { s3Capabilities, type S3StorageOptions } from './s3-options.ts';
 import type { Capabilities, GetOptions, ListPage, ObjectInfo, PutOptions, Storage } from './types.ts';
 
 const MiB = 1024 * 1024;
 /** S3 returns at most 1000 keys per ListObjectsV2 call. */
 const MAX_PAGE_SIZE = 1000;
 
-export interface S3StorageOptions {
-  bucket: string;
-  /** Key prefix inside the bucket, without leading or trailing slash ('' for none). */
-  prefix?: string;
-  /** Custom endpoint URL (MinIO, s3rver...). Implies path-style addressing unless forcePathStyle is false. */
-  endpoint?: string;
-  /** Default `us-east-1`. */
-  region?: string;
-  forcePathStyle?: boolean;
-  /** Explicit credentials; default is the SDK's provider chain (env, profile, IMDS...). */
-  credentials?: { accessKeyId: string; secretAccessKey: string; sessionToken?: string };
-  /** What this server and bucket support; see the module comment for defaults. */
-  capabilities?: Partial<Capabilities>;
-  /** Sockets kept alive to the server. Default 16. */
-  maxSockets?: number;
-  /** Attempts per HTTP request inside the SDK (parts of a multipart upload included). Default 3. */
-  maxAttempts?: number;
-  /** Multipart part size for putStream. Default 16 MiB. */
-  partSize?: number;
-  /** Parts uploaded in parallel per putStream. Default 2. */
-  queueSize?: number;
-}
-
-/** Parses `s3://bucket/prefix` into bucket and prefix (without slashes at either end). */
-export function parseS3Url(url: string): { bucket: string; prefix: string } {
-  const m = /^s3:\/\/([^/?#]+)(?:\/([^?#]*))?$/.exec(url);
-  if (!m) {
-    throw new ConfigError(`invalid S3 repository URL ${JSON.stringify(url)}`, { hint: 'use s3://bucket or s3://bucket/prefix' });
-  }
-  const bucket = m[1];
-  if (!/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/.test(bucket)) {
-    throw new ConfigError(`invalid S3 bucket name ${JSON.stringify(bucket)} in ${url}`, {
-      hint: 'bucket names are 3-63 characters of lowercase letters, digits, dots and hyphens',
-    });
-  }
-  const prefix = (m[2] ?? '').replace(/^\/+|\/+$/g, '');
-  try {
-    if (prefix !== '') checkPrefix(prefix + '/');
-  } catch (e) {
-    throw new ConfigError(`invalid prefix in S3 repository URL ${url}: ${(e as Error).message}`, { hint: 'use s3://bucket/path/to/repo' });
-  }
-  return { bucket, prefix };
-}
+export { parseS3Url, type S3StorageOptions } from './s3-options.ts';
 
 export class S3Storage implements Storage {
   readonly location: string;
@@ -90,13 +49,7 @@ export class S3Storage implements Storage {
     this.bucket = opts.bucket;
     this.root = prefix === '' ? '' : prefix + '/';
     this.location = `s3://${opts.bucket}${prefix === '' ? '' : '/' + prefix}`;
-    this.capabilities = {
-      atomicReplace: true,
-      conditionalPut: opts.endpoint === undefined,
-      versioning: false,
-      objectLock: false,
-      ...opts.capabilities,
-    };
+    this.capabilities = s3Capabilities(opts);
     this.partSize = opts.partSize ?? 16 * MiB;
     this.queueSize = opts.queueSize ?? 2;
     const maxSockets = opts.maxSockets ?? 16;

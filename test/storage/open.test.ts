@@ -7,6 +7,7 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { FsStorage } from '../../src/storage/fs.ts';
 import { openBackend, openStorage } from '../../src/storage/open.ts';
+import { LazyStorage } from '../../src/storage/lazy.ts';
 import { S3Storage, parseS3Url } from '../../src/storage/s3.ts';
 import { ConfigError } from '../../src/util/errors.ts';
 
@@ -21,7 +22,8 @@ describe('openStorage', () => {
 
   it('opens s3:// URLs with bucket, prefix and endpoint', async () => {
     const b = openBackend('s3://my-bucket/some/prefix/', { env: { FERRY_S3_ENDPOINT: 'http://127.0.0.1:9000' } });
-    assert.ok(b instanceof S3Storage);
+    assert.ok(b instanceof LazyStorage);
+    assert.ok((await b.backend()) instanceof S3Storage);
     assert.equal(b.location, 's3://my-bucket/some/prefix');
     assert.equal(b.capabilities.conditionalPut, false);
     await b.close();
