@@ -5,6 +5,7 @@
  */
 import type { ParseArgsConfig } from 'node:util';
 import type { Context } from './context.ts';
+import { UsageError } from '../util/errors.ts';
 
 export type OptionSpec = NonNullable<ParseArgsConfig['options']>;
 
@@ -52,4 +53,11 @@ export function str(v: ParsedArgs['values'][string]): string | undefined {
 export function strs(v: ParsedArgs['values'][string]): string[] {
   if (Array.isArray(v)) return v;
   return typeof v === 'string' ? [v] : [];
+}
+
+/** Parses a non-negative number of seconds (flag value) into milliseconds. */
+export function seconds(v: string | undefined, dflt: number, flag: string): number {
+  if (v === undefined) return dflt * 1000;
+  if (!/^\d+(\.\d+)?$/.test(v)) throw new UsageError(`${flag} takes a number of seconds, got "${v}"`);
+  return Number(v) * 1000;
 }

@@ -8,17 +8,19 @@ import { recordRun } from '../repo/runs.ts';
 import { hostname } from 'node:os';
 import { bytes, duration } from '../util/format.ts';
 import { errorMessage } from '../util/errors.ts';
-import { str, strs, type Command } from './command.ts';
+import { seconds, str, strs, type Command } from './command.ts';
 
 const snapshot: Command = {
   name: 'files snapshot',
   summary: 'snapshot a directory tree (only new and changed files are read)',
-  usage: 'DIR [--asset NAME] [--label L]... [--force]',
-  options: { asset: { type: 'string' }, label: { type: 'string', multiple: true }, force: { type: 'boolean' } },
+  usage: 'DIR [--asset NAME] [--label L]... [--force] [--lock-wait SECONDS]',
+  description: 'Waits up to --lock-wait seconds (default 600) for a prune holding the exclusive lock to finish.',
+  options: { asset: { type: 'string' }, label: { type: 'string', multiple: true }, force: { type: 'boolean' }, 'lock-wait': { type: 'string' } },
   args: [1, 1],
   async run(ctx, { positionals, values }) {
     const root = resolve(positionals[0]);
     const asset = str(values.asset) ?? `${hostname()}:${root}`;
+    const lockWait = seconds(str(values['lock-wait']), 600, '--lock-wait');
     const repo = await ctx.repo();
     const started = Date.now();
     try {
@@ -35,7 +37,7 @@ const snapshot: Command = {
           onProgress: (p) =>
             ctx.progress.update(`files ${p.filesDone}/${p.filesTotal}  ${bytes(p.bytesDone)}/${bytes(p.bytesTotal)}  new ${bytes(p.newBytes)}  stored ${bytes(p.storedBytes)}`),
         });
-      });
+      }, lockWait);
       ctx.progress.done();
       const s = manifest.stats;
       await recordRun(repo, { job: 'files snapshot', asset, host: hostname(), startTime: new Date(started).toISOString(), endTime: new Date().toISOString(), durationMs: Date.now() - started, result: 'ok', bytes: s.storedBytes, snapshot: id });
@@ -81,3 +83,4 @@ const restore: Command = {
 };
 
 export const filesCommands: Command[] = [snapshot, restore];
+

@@ -64,7 +64,23 @@ function describe(l: LockRecord, now: number): string {
   return `${l.exclusive ? 'exclusive' : 'shared'} lock ${l.id.slice(0, 8)} held by ${l.user}@${l.host} pid ${l.pid} for "${l.purpose}" since ${age}s ago`;
 }
 
-export async function acquireLock(repo: Repository, purpose: string, exclusive: boolean): Promise<HeldLock> {
+/**
+ * Takes a lock, retrying for up to `waitMs` while another process holds a conflicting one
+ * (a backup waits out a prune rather than failing).
+ */
+export async function acquireLock(repo: Repository, purpose: string, exclusive: boolean, waitMs = 0): Promise<HeldLock> {
+  const deadline = Date.now() + waitMs;
+  for (let delay = 200; ; delay = Math.min(delay * 2, 5000)) {
+    try {
+      return await tryLock(repo, purpose, exclusive);
+    } catch (e) {
+      if (!(e instanceof LockError) || Date.now() + delay > deadline) throw e;
+      await new Promise((r) => setTimeout(r, delay));
+    }
+  }
+}
+
+async function tryLock(repo: Repository, purpose: string, exclusive: boolean): Promise<HeldLock> {
   const now = repo.clock.now();
   let user = 'unknown';
   try {
@@ -106,8 +122,8 @@ export async function acquireLock(repo: Repository, purpose: string, exclusive: 
   };
 }
 
-export async function withLock<T>(repo: Repository, purpose: string, exclusive: boolean, fn: () => Promise<T>): Promise<T> {
-  const lock = await acquireLock(repo, purpose, exclusive);
+export async function withLock<T>(repo: Repository, purpose: string, exclusive: boolean, fn: () => Promise<T>, waitMs = 0): Promise<T> {
+  const lock = await acquireLock(repo, purpose, exclusive, waitMs);
   try {
     return await fn();
   } finally {
