@@ -6,7 +6,7 @@ import { rmSync } from 'node:fs';
 
 rmSync('dist', { recursive: true, force: true });
 await build({
-  entryPoints: { ferry: 'src/cli/main.ts' },
+  entryPoints: { ferry: 'src/cli/main.ts', 'codec-worker': 'src/codec/worker.ts' },
   outdir: 'dist',
   outExtension: { '.js': '.mjs' },
   bundle: true,
@@ -15,7 +15,7 @@ await build({
   platform: 'node',
   target: 'node20',
   sourcemap: 'linked',
-  external: ['@mongodb-js/zstd', 'pg-native', 'pino', 'thread-stream'],
+  external: ['zstd-napi', 'pg-native', 'pino', 'thread-stream'],
   banner: { js: "import { createRequire as __ferryRequire } from 'node:module'; const require = __ferryRequire(import.meta.url);" },
   logLevel: 'warning',
 });

@@ -1,12 +1,14 @@
 /**
- * Compression stage: zstd through the native @mongodb-js/zstd binding, which runs
- * on libuv's thread pool, so several calls in flight keep both cores busy without
- * blocking the event loop.
+ * Compression stage: zstd through the native zstd-napi binding, with reusable
+ * contexts (creating a context per call costs more than compressing a 64 KiB page).
+ * The hot path runs these in worker threads (codec/pool.ts); small documents
+ * (index files, manifests) are compressed on the calling thread.
  *
  * Codec ids are stored in each blob's header and are never reused:
  *   0x01 = stored (no compression), 0x02 = zstd.
  */
-import { compress as zstdCompress, decompress as zstdDecompress } from '@mongodb-js/zstd';
+import { createRequire } from 'node:module';
+import type * as Binding from 'zstd-napi/binding.js';
 import { IntegrityError } from '../util/errors.ts';
 
 export const CODEC_NONE = 0x01;
@@ -14,28 +16,84 @@ export const CODEC_ZSTD = 0x02;
 
 export const DEFAULT_LEVEL = 3;
 
+const binding = createRequire(import.meta.url)('zstd-napi/binding.js') as typeof Binding;
+
 export interface Compressed {
   codec: number;
   data: Buffer;
 }
 
-/** Compress, falling back to stored bytes when zstd does not help (already-compressed data). */
-export async function compress(plain: Buffer, level: number = DEFAULT_LEVEL): Promise<Compressed> {
-  if (plain.length < 64 || level <= 0) return { codec: CODEC_NONE, data: plain };
-  const z = await zstdCompress(plain, level);
-  if (z.length >= plain.length) return { codec: CODEC_NONE, data: plain };
-  return { codec: CODEC_ZSTD, data: z };
+/** A reusable compressor: one zstd context and one scratch buffer. Not thread-safe; one per thread. */
+export class Zstd {
+  private readonly cctx = new binding.CCtx();
+  private readonly dctx = new binding.DCtx();
+  private scratch = Buffer.alloc(0);
+
+  constructor(private readonly level: number = DEFAULT_LEVEL) {}
+
+  /**
+   * Compresses `plain`; the result may be a view of the scratch buffer, valid until the
+   * next call. Falls back to the plain bytes when zstd does not make them smaller.
+   */
+  compressView(plain: Uint8Array): { codec: number; data: Uint8Array } {
+    if (plain.length < 64 || this.level <= 0) return { codec: CODEC_NONE, data: plain };
+    const bound = binding.compressBound(plain.length);
+    if (this.scratch.length < bound) this.scratch = Buffer.allocUnsafeSlow(bound);
+    const n = this.cctx.compress(this.scratch, plain, this.level);
+    if (n >= plain.length) return { codec: CODEC_NONE, data: plain };
+    return { codec: CODEC_ZSTD, data: this.scratch.subarray(0, n) };
+  }
+
+  /** Decompresses into `dst` (exactly `dst.length` bytes expected). */
+  decompressInto(codec: number, src: Uint8Array, dst: Uint8Array, where: string): void {
+    if (codec === CODEC_NONE) {
+      if (src.length !== dst.length) throw new IntegrityError(`${where} has the wrong length`);
+      dst.set(src);
+      return;
+    }
+    if (codec !== CODEC_ZSTD) throw unknownCodec(codec);
+    let n: number;
+    try {
+      n = this.dctx.decompress(dst, src);
+    } catch (e) {
+      throw new IntegrityError(`${where} does not decompress: ${(e as Error).message}`);
+    }
+    if (n !== dst.length) throw new IntegrityError(`${where} decompressed to ${n} bytes, expected ${dst.length}`);
+  }
 }
 
+function unknownCodec(codec: number): IntegrityError {
+  return new IntegrityError(`unknown codec id 0x${codec.toString(16)} in blob header`, {
+    hint: 'the repository may have been written by a newer Ferry; upgrade Ferry',
+  });
+}
+
+let shared: Zstd | undefined;
+function sharedZstd(): Zstd {
+  shared ??= new Zstd(DEFAULT_LEVEL);
+  return shared;
+}
+
+/** Compresses a small document on this thread (returns a copy, safe to keep). */
+export async function compress(plain: Buffer, level: number = DEFAULT_LEVEL): Promise<Compressed> {
+  const z = level === DEFAULT_LEVEL ? sharedZstd() : new Zstd(level);
+  const c = z.compressView(plain);
+  return { codec: c.codec, data: c.codec === CODEC_NONE ? plain : Buffer.from(c.data) };
+}
+
+/** Decompresses a document of unknown size on this thread. */
 export async function decompress(codec: number, data: Buffer): Promise<Buffer> {
   switch (codec) {
     case CODEC_NONE:
       return data;
-    case CODEC_ZSTD:
-      return zstdDecompress(data);
+    case CODEC_ZSTD: {
+      const size = binding.getFrameContentSize(data);
+      if (size === null || size === undefined || size > 1 << 30) throw new IntegrityError('zstd frame has no usable content size');
+      const out = Buffer.allocUnsafe(Number(size));
+      sharedZstd().decompressInto(codec, data, out, 'document');
+      return out;
+    }
     default:
-      throw new IntegrityError(`unknown codec id 0x${codec.toString(16)} in blob header`, {
-        hint: 'the repository may have been written by a newer Ferry; upgrade Ferry',
-      });
+      throw unknownCodec(codec);
   }
 }

@@ -127,7 +127,7 @@ export async function backupTree(repo: Repository, opts: BackupOptions): Promise
     for (const n of await loadTree(repo, opts.parent.manifest.tree)) if (n.type === 'file') parentFiles.set(n.path, n);
   }
   const saver = new BlobSaver(repo, opts.saver);
-  const pool = new BufferPool(POOLED, 16);
+  const pool = new BufferPool(POOLED, (opts.fileConcurrency ?? 4) + 2);
   const files = nodes.filter((n) => n.type === 'file');
   const progress: BackupProgress = {
     filesTotal: files.length,
@@ -269,7 +269,7 @@ async function storeFile(repo: Repository, saver: BlobSaver, opts: BackupOptions
       if (pooled) void Promise.allSettled(saves.slice(first)).then(() => pool.give(buf));
       if (eof) break;
       // Keep memory bounded: do not read far ahead of the saver.
-      while (saves.length - waitFrom > 12) await saves[waitFrom++];
+      while (saves.length - waitFrom > 8) await saves[waitFrom++];
     }
   } finally {
     await fh.close();

@@ -6,7 +6,6 @@
  * Problems are reported with the pack, and the snapshots and files they affect.
  */
 import { mapLimit } from '../util/concurrency.ts';
-import { openBlob } from './blob.ts';
 import { listSnapshots } from './manifest.ts';
 import { packIdFromBytes, packKey, parsePackHeader } from './pack.ts';
 import { forEachUsedBlob, listPackObjects, readIndexView } from './packs.ts';
@@ -106,7 +105,7 @@ export async function checkRepository(repo: Repository, opts: CheckOptions = {})
   };
 }
 
-async function verifyPack(repo: Repository, id: string, size: number, indexed: { id: string; offset: number; length: number }[]): Promise<CheckProblem | undefined> {
+async function verifyPack(repo: Repository, id: string, size: number, indexed: { id: string; offset: number; length: number; rawLength: number }[]): Promise<CheckProblem | undefined> {
   const where = id.slice(0, 16);
   let data: Buffer;
   try {
@@ -127,9 +126,9 @@ async function verifyPack(repo: Repository, id: string, size: number, indexed: {
     reasons.push((e as Error).message);
   }
   let bad = 0;
-  await mapLimit(indexed, 4, async (b) => {
+  await mapLimit(indexed, 64, async (b) => {
     try {
-      await openBlob(repo.key, Buffer.from(b.id, 'hex'), data.subarray(b.offset, b.offset + b.length), `pack ${where}`);
+      await repo.codec.open(Buffer.from(b.id, 'hex'), data.subarray(b.offset, b.offset + b.length), b.rawLength, `pack ${where}`);
     } catch {
       bad++;
     }

@@ -13,7 +13,7 @@ import { listAll, type Storage } from '../storage/types.ts';
 import { systemClock, type Clock } from '../util/clock.ts';
 import { ConfigError, IntegrityError, KeyError, NotFoundError } from '../util/errors.ts';
 import { mapLimit } from '../util/concurrency.ts';
-import { openBlob } from './blob.ts';
+import { CodecPool } from '../codec/pool.ts';
 import { DEFAULT_CHUNKER, FastCdc, gearTable, type Chunker } from './chunker.ts';
 import { DIRS, FORMAT_VERSION, parseConfig, signConfig, verifyConfig, type RepoConfig } from './format.ts';
 import { MasterIndex, type IndexFile } from './index.ts';
@@ -34,6 +34,9 @@ export class Repository {
   private readonly gear: Uint32Array;
   /** Index file names read into `index`. */
   readonly indexFiles = new Set<string>();
+  private pool?: CodecPool;
+  /** Codec worker threads; FERRY_THREADS overrides (0 = on the calling thread). */
+  threads: number | undefined = process.env.FERRY_THREADS !== undefined ? Number(process.env.FERRY_THREADS) : undefined;
 
   private constructor(
     readonly storage: Storage,
@@ -140,6 +143,19 @@ export class Repository {
     await this.storage.delete(`${DIRS.keys}${matches[0].id}`);
   }
 
+  /** The worker pool that seals and opens blobs (started on first use). */
+  get codec(): CodecPool {
+    this.pool ??= new CodecPool(this.key, this.config.compressionLevel, this.threads);
+    return this.pool;
+  }
+
+  /** Stops the codec workers. The repository stays usable (they restart on demand). */
+  async close(): Promise<void> {
+    const p = this.pool;
+    this.pool = undefined;
+    await p?.close();
+  }
+
   newChunker(): Chunker {
     return new FastCdc(this.config.chunker, this.gear);
   }
@@ -209,7 +225,7 @@ export class Repository {
     if (!loc) throw new IntegrityError(`blob ${idHex.slice(0, 16)} is not in the index of ${this.location}`, { hint: 'run `ferry repo check`' });
     const sealed = await this.storage.get(packKey(loc.packId), { offset: loc.offset, length: loc.length });
     if (sealed.length !== loc.length) throw new IntegrityError(`pack ${loc.packId.slice(0, 16)} is shorter than its index says`);
-    return openBlob(this.key, Buffer.from(idHex, 'hex'), sealed, `pack ${loc.packId.slice(0, 16)}`);
+    return this.codec.open(Buffer.from(idHex, 'hex'), sealed, loc.rawLength, `pack ${loc.packId.slice(0, 16)}`);
   }
 }
 

@@ -12,7 +12,6 @@ import { join } from 'node:path';
 import { blobId } from '../codec/hash.ts';
 import { mapLimit } from '../util/concurrency.ts';
 import { FerryError, IntegrityError } from '../util/errors.ts';
-import { openBlob } from './blob.ts';
 import type { BlobLocation } from './index.ts';
 import type { Manifest } from './manifest.ts';
 import { packKey } from './pack.ts';
@@ -194,7 +193,7 @@ async function restoreFile(repo: Repository, node: TreeNode, path: string, delta
         g.map(async (p) => {
           const rel = p.loc.offset - first.loc.offset;
           try {
-            return await openBlob(repo.key, Buffer.from(p.id, 'hex'), buf.subarray(rel, rel + p.loc.length), where);
+            return await repo.codec.open(Buffer.from(p.id, 'hex'), buf.subarray(rel, rel + p.loc.length), p.loc.rawLength, where);
           } catch (e) {
             throw new IntegrityError(`cannot restore ${node.path} at offset ${p.fileOffset}: ${(e as Error).message}`, { cause: e });
           }

@@ -11,7 +11,7 @@ import { blobId } from '../codec/hash.ts';
 import { Semaphore } from '../util/concurrency.ts';
 import { BufferPool } from '../util/pool.ts';
 import { killPoint } from '../util/killpoint.ts';
-import { sealBlob, type BlobType } from './blob.ts';
+import type { BlobType } from './blob.ts';
 import { DIRS } from './format.ts';
 import type { IndexFile, IndexedPack } from './index.ts';
 import { PackBuilder, packKey } from './pack.ts';
@@ -54,10 +54,10 @@ export class BlobSaver {
     private readonly repo: Repository,
     opts: SaverOptions = {},
   ) {
-    this.compressSlots = new Semaphore(opts.compressors ?? 6);
-    this.uploadSlots = new Semaphore(opts.uploads ?? 3);
+    this.compressSlots = new Semaphore(opts.compressors ?? 24);
+    this.uploadSlots = new Semaphore(opts.uploads ?? 2);
     this.indexEvery = opts.indexEvery ?? 32;
-    this.packBuffers = new BufferPool(this.repo.config.packSize + (9 << 20), (opts.uploads ?? 3) + 1);
+    this.packBuffers = new BufferPool(this.repo.config.packSize + (1 << 20), (opts.uploads ?? 2) + 1);
     this.builder = this.newBuilder();
   }
 
@@ -85,13 +85,13 @@ export class BlobSaver {
     }
     this.pending.add(id);
     await this.compressSlots.acquire();
-    let sealed: Buffer[];
+    let sealed: Buffer;
     try {
-      sealed = await sealBlob(this.repo.key, idBuf, plain, this.repo.config.compressionLevel);
+      sealed = await this.repo.codec.seal(idBuf, plain);
     } finally {
       this.compressSlots.release();
     }
-    this.builder.add(type, idBuf, sealed, plain.length);
+    this.builder.add(type, idBuf, [sealed], plain.length);
     this.stats.newBlobs++;
     this.stats.newBytes += plain.length;
     if (this.builder.size >= this.repo.config.packSize) await this.startUpload();

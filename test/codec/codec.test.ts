@@ -5,7 +5,9 @@ import { compress, decompress, CODEC_NONE, CODEC_ZSTD } from '../../src/codec/co
 import { seal, unseal } from '../../src/codec/encrypt.ts';
 import { makeSlot, newMasterKey, openSlot, splitMaster } from '../../src/codec/keys.ts';
 import { blobId } from '../../src/codec/hash.ts';
-import { sealBlob, openBlob } from '../../src/repo/blob.ts';
+import { Zstd } from '../../src/codec/compress.ts';
+import { ENVELOPE_OVERHEAD, openEnvelope, sealInto } from '../../src/codec/envelope.ts';
+import { CodecPool } from '../../src/codec/pool.ts';
 import { IntegrityError } from '../../src/util/errors.ts';
 
 const meta = { id: 'x', created: 'now', host: 'h', user: 'u' };
@@ -46,9 +48,35 @@ describe('codecs', () => {
     const b = Buffer.from('b'.repeat(1000));
     const ida = blobId(key.mac, a);
     const idb = blobId(key.mac, b);
-    const sa = Buffer.concat(await sealBlob(key, ida, a, 3));
-    assert.deepEqual(await openBlob(key, ida, sa, 'p'), a);
-    await assert.rejects(openBlob(key, idb, sa, 'p'), IntegrityError);
+    const z = new Zstd(3);
+    const out = Buffer.alloc(a.length + ENVELOPE_OVERHEAD);
+    const sa = out.subarray(0, sealInto(z, key.enc, ida, a, out, 0));
+    assert.deepEqual(openEnvelope(z, key.enc, key.mac, ida, sa, a.length, 'p'), a);
+    assert.throws(() => openEnvelope(z, key.enc, key.mac, idb, sa, a.length, 'p'), IntegrityError);
+    for (const i of [0, 5, 20, sa.length - 1]) {
+      const bad = Buffer.from(sa);
+      bad[i] ^= 1;
+      assert.throws(() => openEnvelope(z, key.enc, key.mac, ida, bad, a.length, 'p'), IntegrityError);
+    }
+  });
+
+  it('the worker pool seals and opens the same envelopes, and reports a bad blob without failing the others', async () => {
+    const key = splitMaster(newMasterKey());
+    const pool = new CodecPool(key, 3, 2);
+    try {
+      const plains = Array.from({ length: 50 }, (_, i) => (i % 2 ? randomBytes(70_000 + i) : Buffer.from(`text ${i} `.repeat(5000))));
+      const ids = plains.map((p) => blobId(key.mac, p));
+      const sealed = await Promise.all(plains.map((p, i) => pool.seal(ids[i], p)));
+      sealed[7] = Buffer.from(sealed[7]);
+      sealed[7][30] ^= 1;
+      const opened = await Promise.allSettled(sealed.map((s, i) => pool.open(ids[i], s, plains[i].length, 'pack x')));
+      opened.forEach((r, i) => {
+        if (i === 7) assert.ok(r.status === 'rejected' && r.reason instanceof IntegrityError && /pack x/.test(r.reason.message));
+        else assert.ok(r.status === 'fulfilled' && r.value.equals(plains[i]), `blob ${i}`);
+      });
+    } finally {
+      await pool.close();
+    }
   });
 
   it('key slots: a passphrase or key file opens the master key, a wrong one does not', async () => {
