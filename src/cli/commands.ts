@@ -3,5 +3,6 @@ import type { Command } from './command.ts';
 import { repoCommands } from './repo.ts';
 import { filesCommands } from './files.ts';
 import { demoCommands } from './demo.ts';
+import { pgCommands } from './pg.ts';
 
-export const commands: Command[] = [...repoCommands, ...filesCommands, ...demoCommands];
+export const commands: Command[] = [...repoCommands, ...filesCommands, ...pgCommands, ...demoCommands];

@@ -33,6 +33,12 @@ export interface BackupProgress {
 
 export interface BackupOptions {
   root: string;
+  /**
+   * More directories stored under a path of the tree, replacing whatever the main walk
+   * found there (PostgreSQL tablespaces: `pg_tblspc/<oid>` is a symlink on disk, the
+   * tablespace's files are stored beneath it as a directory).
+   */
+  extraRoots?: { prefix: string; root: string }[];
   kind: string;
   asset: string;
   labels?: string[];
@@ -121,7 +127,19 @@ function statNode(path: string, st: import('node:fs').BigIntStats): TreeNode | u
 export async function backupTree(repo: Repository, opts: BackupOptions): Promise<{ id: string; manifest: Manifest }> {
   const started = repo.clock.now();
   await repo.loadIndex();
-  const nodes = await walkTree(opts.root, opts.exclude);
+  let nodes = await walkTree(opts.root, opts.exclude);
+  const absOf = new Map<TreeNode, string>();
+  for (const x of opts.extraRoots ?? []) {
+    const under = (p: string) => p === x.prefix || p.startsWith(x.prefix + '/');
+    nodes = nodes.filter((n) => !under(n.path));
+    for (const n of await walkTree(x.root, (rel, isDir) => opts.exclude?.(`${x.prefix}/${rel}`, isDir) ?? false)) {
+      const path = n.path ? `${x.prefix}/${n.path}` : x.prefix;
+      absOf.set(n, n.path ? join(x.root, n.path) : x.root);
+      n.path = path;
+      nodes.push(n);
+    }
+  }
+  nodes.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
   const parentFiles = new Map<string, TreeNode>();
   if (opts.parent && !opts.force) {
     for (const n of await loadTree(repo, opts.parent.manifest.tree)) if (n.type === 'file') parentFiles.set(n.path, n);
@@ -155,7 +173,7 @@ export async function backupTree(repo: Repository, opts: BackupOptions): Promise
         if (prev.extra) node.extra = prev.extra;
         filesUnchanged++;
       } else {
-        await storeFile(repo, saver, opts, node, pool);
+        await storeFile(saver, opts, node, pool, absOf.get(node) ?? join(opts.root, node.path));
         filesRead++;
       }
       progress.filesDone++;
@@ -216,9 +234,8 @@ async function storeBuffer(saver: BlobSaver, node: TreeNode, data: Buffer, chunk
 }
 
 /** Reads one file in slices, chunks it and saves every chunk; fills node.blobs. */
-async function storeFile(repo: Repository, saver: BlobSaver, opts: BackupOptions, node: TreeNode, pool: BufferPool): Promise<void> {
-  const abs = node.path ? join(opts.root, node.path) : opts.root;
-  const chunker = opts.chunkerFor?.(node) ?? repo.newChunker();
+async function storeFile(saver: BlobSaver, opts: BackupOptions, node: TreeNode, pool: BufferPool, abs: string): Promise<void> {
+  const chunker = opts.chunkerFor?.(node) ?? saver.repository.newChunker();
   const saves: Promise<string>[] = [];
   const lengths: number[] = [];
   let offset = 0;

@@ -27,6 +27,12 @@ export interface RestoreOptions {
   owner?: { uid: number; gid: number };
   onProgress?: (p: RestoreProgress) => void;
   fileConcurrency?: number;
+  /**
+   * Subtrees written elsewhere, with a symlink left at their path (PostgreSQL
+   * tablespaces: `pg_tblspc/<oid>` -> the tablespace directory). Each `dir` must be
+   * empty or missing, like the target.
+   */
+  relocate?: { prefix: string; dir: string }[];
 }
 
 export interface RestoreProgress {
@@ -67,6 +73,14 @@ export async function restoreTree(repo: Repository, manifest: Manifest, target: 
       hint: 'restore into an empty or new directory, or pass --delta to rewrite only what differs (--force to overwrite)',
     });
   }
+  for (const r of opts.relocate ?? []) {
+    const busy = await isNonEmptyDir(r.dir);
+    if (busy && !opts.delta && !opts.force) {
+      throw new FerryError(`directory ${r.dir} (for ${r.prefix}) is not empty; restore would overwrite it`, {
+        hint: 'map it elsewhere (e.g. --tablespace-map OID=DIR), or pass --delta / --force',
+      });
+    }
+  }
   await repo.loadIndex();
   let nodes = await loadTree(repo, manifest.tree);
   if (opts.include) nodes = nodes.filter((n) => n.path === '' || opts.include!(n));
@@ -75,25 +89,41 @@ export async function restoreTree(repo: Repository, manifest: Manifest, target: 
   const result: RestoreResult = { files: files.length, bytes: progress.bytesTotal, bytesWritten: 0, filesSkipped: 0, removed: 0 };
   const timer = opts.onProgress ? setInterval(() => opts.onProgress!(progress), 200) : undefined;
   const asRoot = process.getuid?.() === 0;
+  const relocate = opts.relocate ?? [];
+  const place = (path: string): string => {
+    for (const r of relocate) {
+      if (path === r.prefix) return r.dir;
+      if (path.startsWith(r.prefix + '/')) return join(r.dir, path.slice(r.prefix.length + 1));
+    }
+    return path ? join(target, path) : target;
+  };
   try {
     await mkdir(target, { recursive: true });
     const wanted = new Set(nodes.map((n) => n.path));
     if (opts.delta && existing) result.removed = await removeExtra(target, '', wanted, nodes);
-    for (const n of nodes) if (n.type === 'dir' && n.path) await mkdir(join(target, n.path), { recursive: true });
+    // Relocated subtrees: a symlink at the prefix (after delta cleanup, which would see a symlink where the tree has a directory).
+    for (const r of relocate) {
+      await mkdir(r.dir, { recursive: true });
+      const link = join(target, r.prefix);
+      await mkdir(join(link, '..'), { recursive: true });
+      await rm(link, { force: true, recursive: true });
+      await symlink(r.dir, link);
+    }
+    for (const n of nodes) if (n.type === 'dir' && n.path) await mkdir(place(n.path), { recursive: true });
     await mapLimit(files, opts.fileConcurrency ?? 4, async (n) => {
-      const written = await restoreFile(repo, n, join(target, n.path), !!opts.delta, progress);
+      const written = await restoreFile(repo, n, place(n.path), !!opts.delta, progress);
       result.bytesWritten += written;
       if (written === 0 && n.size > 0) result.filesSkipped++;
       progress.filesDone++;
     });
     for (const n of nodes.filter((x) => x.type === 'symlink')) {
-      const p = join(target, n.path);
+      const p = place(n.path);
       await rm(p, { force: true, recursive: true });
       await symlink(n.target!, p);
     }
     // Metadata last, deepest paths first, so setting a directory's mtime is not undone by writes inside it.
     for (const n of [...nodes].reverse()) {
-      const p = n.path ? join(target, n.path) : target;
+      const p = place(n.path);
       const owner = opts.owner ?? (asRoot ? { uid: n.uid, gid: n.gid } : undefined);
       const mtime = Number(BigInt(n.mtimeNs) / 1000n) / 1e6;
       if (n.type === 'symlink') {

@@ -65,6 +65,10 @@ export class BlobSaver {
     return new PackBuilder(this.packBuffers.take());
   }
 
+  get repository(): Repository {
+    return this.repo;
+  }
+
   /** Stores `plain` as a blob unless the repository has it already. Returns its id (hex). */
   async save(type: BlobType, plain: Buffer): Promise<string> {
     return this.store(type, plain, false);

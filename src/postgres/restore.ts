@@ -1,0 +1,232 @@
+/**
+ * `pg restore`: a snapshot, or a point in time, into a new data directory.
+ *
+ *   1. decide (before writing anything): which snapshot serves the target, whether
+ *      the target can be reached, whether the directory may be written
+ *   2. restore the snapshot's files (tablespaces to their own directories), owned by
+ *      the cluster's OS user
+ *   3. write recovery settings: recovery.signal, and in postgresql.auto.conf a
+ *      restore_command that fetches WAL from this repository, the target, and
+ *      promotion at the end
+ *   4. with `start`: start the server, wait until it has promoted, and report the
+ *      exact point reached (last replayed transaction, LSN, timeline)
+ */
+import { appendFile, chown, mkdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { listAll } from '../storage/types.ts';
+import { listSnapshots, resolveSnapshot } from '../repo/manifest.ts';
+import type { Repository } from '../repo/repository.ts';
+import { restoreTree, type RestoreProgress } from '../repo/restore.ts';
+import { ConfigError, PostgresError } from '../util/errors.ts';
+import { osUser, pgBinDir, runPg } from './binaries.ts';
+import type { PgSnapshotMeta } from './meta.ts';
+import { chooseSnapshot, type Candidate, type RecoveryTarget } from './plan.ts';
+import { DEFAULT_PG_ASSET } from './snapshot.ts';
+import { connect } from './connect.ts';
+
+export interface PgRestoreOptions {
+  targetDir: string;
+  asset?: string;
+  snapshot?: string;
+  target: RecoveryTarget;
+  /** Stop just before the target instead of just after it. */
+  exclusive?: boolean;
+  delta?: boolean;
+  force?: boolean;
+  /** OS user to own the restored files (default: postgres when running as root). */
+  owner?: string;
+  tablespaceMap?: Record<string, string>;
+  /** The command that runs Ferry, as PostgreSQL should call it (absolute path). */
+  ferryCommand: string;
+  /** Environment the restore_command needs (FERRY_REPO, FERRY_KEY_FILE or FERRY_PASSWORD_FILE, FERRY_S3_ENDPOINT). */
+  restoreEnv: Record<string, string>;
+  start?: boolean;
+  port?: number;
+  /** Turn archiving off in the restored cluster (e.g. a drill or a scratch copy). */
+  noArchive?: boolean;
+  timeoutMs?: number;
+  onProgress?: (p: RestoreProgress) => void;
+  onStep?: (s: string) => void;
+}
+
+export interface PgRestoreReport {
+  snapshot: string;
+  targetDir: string;
+  target: RecoveryTarget;
+  snapshotStopTime: string;
+  snapshotStopLsn: string;
+  started: boolean;
+  port?: number;
+  socketDir?: string;
+  /** Filled when started: the exact point recovery reached. */
+  reached?: {
+    lsn: string;
+    lastTransactionTime: string | null;
+    timeline: number;
+    stopLine?: string;
+  };
+  lastArchivedAt?: string;
+  /** For restores to the end of the archive: how much may be lost. */
+  dataLossWindow?: string;
+}
+
+function shellQuote(s: string): string {
+  return `'${s.replace(/'/g, `'\\''`)}'`;
+}
+
+function confQuote(s: string): string {
+  return `'${s.replace(/\\/g, '\\\\').replace(/'/g, "''")}'`;
+}
+
+async function lastArchived(repo: Repository): Promise<number | undefined> {
+  let last: number | undefined;
+  for await (const o of listAll(repo.storage, 'wal/')) if (!o.key.endsWith('.history') && (last === undefined || o.mtime > last)) last = o.mtime;
+  return last;
+}
+
+/** The system identifier in a data directory's pg_control (first 8 bytes, little-endian). */
+async function systemIdentifierOf(dataDir: string): Promise<string | undefined> {
+  try {
+    const buf = await readFile(join(dataDir, 'global', 'pg_control'));
+    return buf.readBigUInt64LE(0).toString();
+  } catch {
+    return undefined;
+  }
+}
+
+export async function restorePg(repo: Repository, opts: PgRestoreOptions): Promise<PgRestoreReport> {
+  const step = opts.onStep ?? (() => undefined);
+  const targetDir = resolve(opts.targetDir);
+  const asset = opts.asset ?? DEFAULT_PG_ASSET;
+  // 1. decide
+  const all = await listSnapshots(repo, { kind: 'postgres', asset });
+  const explicit = opts.snapshot && opts.snapshot !== 'latest' ? (await resolveSnapshot(repo, opts.snapshot, { kind: 'postgres', asset })).id : undefined;
+  const candidates: Candidate[] = all.map((s) => ({ id: s.id, meta: s.manifest.meta as unknown as PgSnapshotMeta }));
+  const lastAt = await lastArchived(repo);
+  const chosen = chooseSnapshot(candidates, opts.target, repo.clock.now(), { lastArchivedAt: lastAt }, explicit);
+  const manifest = all.find((s) => s.id === chosen.id)!.manifest;
+  const meta = chosen.meta;
+  if (opts.delta) {
+    const existing = await systemIdentifierOf(targetDir);
+    if (existing && existing !== meta.systemIdentifier) {
+      throw new ConfigError(`${targetDir} holds a data directory of another database system (${existing}, the snapshot is of ${meta.systemIdentifier})`, {
+        hint: 'restore into an empty directory instead',
+      });
+    }
+  }
+  if (await stat(join(targetDir, 'postmaster.pid')).catch(() => undefined)) {
+    throw new PostgresError(`${targetDir} has a postmaster.pid: a server may be running there`, { hint: 'stop that server first; Ferry never restores over a live database' });
+  }
+  const ownerName = opts.owner ?? (process.getuid?.() === 0 ? 'postgres' : undefined);
+  const owner = ownerName ? osUser(ownerName) : undefined;
+  const keyFile = opts.restoreEnv.FERRY_KEY_FILE ?? opts.restoreEnv.FERRY_PASSWORD_FILE;
+  if (!keyFile) {
+    throw new ConfigError('the restored server needs a key file or password file to fetch WAL, and none is set', {
+      hint: 'set FERRY_KEY_FILE (or FERRY_PASSWORD_FILE) to a file the database OS user can read; a passphrase in the environment cannot be handed to restore_command',
+    });
+  }
+  if (owner) {
+    const st = await stat(keyFile).catch(() => undefined);
+    if (!st) throw new ConfigError(`key file ${keyFile} does not exist`);
+    if (st.uid !== owner.uid && owner.uid !== 0) {
+      throw new ConfigError(`key file ${keyFile} is not owned by ${ownerName}, so the restored server's restore_command cannot read it`, {
+        hint: `chown ${ownerName} ${keyFile} (mode 0600)`,
+      });
+    }
+  }
+  const relocate = meta.tablespaces.map((t) => ({ prefix: `pg_tblspc/${t.oid}`, dir: resolve(opts.tablespaceMap?.[String(t.oid)] ?? opts.tablespaceMap?.[t.name] ?? t.location) }));
+
+  // 2. files
+  step(`restoring snapshot ${chosen.id.slice(0, 12)} (consistent at ${meta.stopTime}, LSN ${meta.stopLsn}) into ${targetDir}`);
+  await restoreTree(repo, manifest, targetDir, { delta: opts.delta, force: opts.force, owner, relocate, onProgress: opts.onProgress });
+  for (const d of ['pg_wal', 'pg_wal/archive_status']) {
+    await mkdir(join(targetDir, d), { recursive: true, mode: 0o700 });
+    if (owner) await chown(join(targetDir, d), owner.uid, owner.gid);
+  }
+
+  // 3. recovery settings
+  const env = Object.entries(opts.restoreEnv)
+    .map(([k, v]) => `${k}=${shellQuote(v)}`)
+    .join(' ');
+  const restoreCommand = `${env} ${shellQuote(opts.ferryCommand)} wal fetch "%f" "%p"`;
+  const lines = [`# added by ferry pg restore (snapshot ${chosen.id.slice(0, 12)})`, `restore_command = ${confQuote(restoreCommand)}`, "recovery_target_action = 'promote'", "recovery_target_timeline = 'latest'"];
+  const t = opts.target;
+  if (t.kind === 'time') lines.push(`recovery_target_time = ${confQuote(t.text)}`);
+  if (t.kind === 'lsn') lines.push(`recovery_target_lsn = ${confQuote(t.lsn)}`);
+  if (t.kind === 'xid') lines.push(`recovery_target_xid = ${confQuote(t.xid)}`);
+  if (t.kind === 'name') lines.push(`recovery_target_name = ${confQuote(t.name)}`);
+  if (t.kind === 'immediate') lines.push("recovery_target = 'immediate'");
+  if (t.kind !== 'latest' && t.kind !== 'immediate') lines.push(`recovery_target_inclusive = ${opts.exclusive ? 'off' : 'on'}`);
+  if (opts.port) lines.push(`port = ${opts.port}`);
+  if (opts.noArchive) lines.push("archive_mode = 'off'");
+  await appendFile(join(targetDir, 'postgresql.auto.conf'), '\n' + lines.join('\n') + '\n');
+  await writeFile(join(targetDir, 'recovery.signal'), '');
+  if (owner) {
+    await chown(join(targetDir, 'postgresql.auto.conf'), owner.uid, owner.gid);
+    await chown(join(targetDir, 'recovery.signal'), owner.uid, owner.gid);
+  }
+  const report: PgRestoreReport = {
+    snapshot: chosen.id,
+    targetDir,
+    target: opts.target,
+    snapshotStopTime: meta.stopTime,
+    snapshotStopLsn: meta.stopLsn,
+    started: false,
+    ...(lastAt !== undefined ? { lastArchivedAt: new Date(lastAt).toISOString() } : {}),
+  };
+  if (!opts.start) return report;
+
+  // 4. start, wait for promotion, report
+  const bin = pgBinDir(Math.floor(meta.serverVersion / 10000));
+  const logFile = join(targetDir, 'ferry-restore.log');
+  const port = opts.port ?? 5432;
+  const runAs = owner ? { uid: owner.uid, gid: owner.gid } : {};
+  step(`starting PostgreSQL on port ${port} (log: ${logFile})`);
+  await writeFile(logFile, '');
+  if (owner) await chown(logFile, owner.uid, owner.gid);
+  const pgEnv = { ...process.env };
+  for (const k of Object.keys(pgEnv)) if (k.startsWith('PG')) delete pgEnv[k];
+  try {
+    await runPg(join(bin, 'pg_ctl'), ['-D', targetDir, '-l', logFile, '-w', '-t', String(Math.round((opts.timeoutMs ?? 3_600_000) / 1000)), '-o', `-p ${port} -k ${targetDir}`, 'start'], { ...runAs, env: pgEnv });
+  } catch (e) {
+    throw new PostgresError(`the restored server did not start: ${(e as Error).message}; log: ${(await tail(logFile)).join(' | ')}`);
+  }
+  report.started = true;
+  report.port = port;
+  report.socketDir = targetDir;
+  const deadline = Date.now() + (opts.timeoutMs ?? 3_600_000);
+  step('waiting for recovery to reach its target and promote');
+  // Promotion is read from pg_control (no login needed: peer authentication would refuse root);
+  // the exact point from the server's log and, when a login works, from the server itself.
+  for (;;) {
+    const control = await runPg(join(bin, 'pg_controldata'), ['-D', targetDir], { ...runAs, env: { ...pgEnv, LC_ALL: 'C' } }).catch(() => undefined);
+    if (control && /Database cluster state:\s+in production/.test(control.stdout)) {
+      const log = await readFile(logFile, 'utf8').catch(() => '');
+      const stopLine = /recovery stopping [^\n]*/.exec(log)?.[0];
+      const lastTx = /last completed transaction was at log time ([^\n]*)/.exec(log)?.[1] ?? null;
+      const redoDone = /redo done at ([0-9A-F]+\/[0-9A-F]+)/.exec(log)?.[1];
+      const tli = Number(/Latest checkpoint's TimeLineID:\s+(\d+)/.exec(control.stdout)?.[1] ?? 0);
+      let lsn = redoDone ?? '';
+      const c = await connect(`postgresql://postgres@/postgres?host=${encodeURIComponent(targetDir)}&port=${port}`).catch(() => undefined);
+      if (c) {
+        const r = await c.query<{ lsn: string | null }>('SELECT pg_last_wal_replay_lsn()::text AS lsn').catch(() => undefined);
+        lsn = r?.rows[0]?.lsn ?? lsn;
+        await c.end().catch(() => undefined);
+      }
+      report.reached = { lsn, lastTransactionTime: lastTx, timeline: tli, ...(stopLine ? { stopLine } : {}) };
+      if (t.kind === 'latest') {
+        report.dataLossWindow = `transactions committed after ${lastTx ?? 'the last replayed transaction'} were not in the archive${report.lastArchivedAt ? ` (newest WAL archived at ${report.lastArchivedAt})` : ''} and are lost`;
+      }
+      return report;
+    }
+    const pid = await stat(join(targetDir, 'postmaster.pid')).catch(() => undefined);
+    if (!pid) throw new PostgresError(`the restored server stopped during recovery: ${(await tail(logFile)).join(' | ')}`);
+    if (Date.now() > deadline) throw new PostgresError(`recovery did not finish within the timeout; the server is still running in ${targetDir}`);
+    await new Promise((r) => setTimeout(r, 300));
+  }
+}
+
+async function tail(file: string): Promise<string[]> {
+  const text = await readFile(file, 'utf8').catch(() => '');
+  return text.trim().split('\n').filter((l) => /FATAL|ERROR|PANIC|LOG:  (recovery|redo|consistent)/.test(l)).slice(-4);
+}

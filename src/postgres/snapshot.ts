@@ -1,0 +1,198 @@
+/**
+ * `pg snapshot`: a non-exclusive online backup read straight from the data
+ * directory on the database host, like pgBackRest.
+ *
+ *   1. pg_backup_start (pg_start_backup on 13-14) on a session held open to the end
+ *   2. fingerprint (row counts and checksums) in a REPEATABLE READ transaction
+ *   3. the data directory (and tablespaces) through the tree engine: fixed 64 KiB
+ *      chunks for relation files, files unchanged since the parent skipped, pages
+ *      validated against their checksums
+ *   4. pg_backup_stop(wait_for_archive => true): PostgreSQL waits until the WAL that
+ *      makes the backup consistent is archived; then Ferry checks that WAL is in
+ *      this repository, stores backup_label and tablespace_map, and writes the manifest.
+ */
+import { realpath, readlink } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import type pg from 'pg';
+import { backupTree, type BackupProgress } from '../repo/backup.ts';
+import { listSnapshots, type Manifest } from '../repo/manifest.ts';
+import type { Repository } from '../repo/repository.ts';
+import { ConfigError, PostgresError } from '../util/errors.ts';
+import { connect, queryOne } from './connect.ts';
+import { fingerprintCluster } from './fingerprint.ts';
+import { chunkerFor, excludeFromSnapshot, isRelationFile, relationSegment } from './layout.ts';
+import type { PgSnapshotMeta } from './meta.ts';
+import { badPages } from './pagechecksum.ts';
+import { lsnSegno, parseLsn, segmentName, walKey } from './walname.ts';
+
+export interface PgSnapshotOptions {
+  asset?: string;
+  labels?: string[];
+  /** Data directory as seen from this host; default: what the server reports. */
+  pgdata?: string;
+  conninfo?: string;
+  fingerprint?: boolean;
+  /** Check that the WAL making the snapshot consistent reached this repository (default true). */
+  archiveCheck?: boolean;
+  /** How long to wait for that WAL to show up, ms. */
+  archiveTimeoutMs?: number;
+  onProgress?: (p: BackupProgress) => void;
+}
+
+export const DEFAULT_PG_ASSET = 'postgres';
+
+interface Server {
+  version: number;
+  dataDirectory: string;
+  systemIdentifier: string;
+  dataChecksums: boolean;
+  walSegmentSize: number;
+  archiveMode: string;
+  inRecovery: boolean;
+}
+
+async function inspect(c: pg.Client): Promise<Server> {
+  const r = await queryOne<Record<string, string | boolean>>(
+    c,
+    `SELECT current_setting('server_version_num') AS version, current_setting('data_directory') AS datadir,
+            (SELECT system_identifier::text FROM pg_control_system()) AS sysid, current_setting('data_checksums') AS checksums,
+            (SELECT setting FROM pg_settings WHERE name = 'wal_segment_size') AS segsize, current_setting('archive_mode') AS archive_mode,
+            pg_is_in_recovery() AS in_recovery`,
+  );
+  return {
+    version: Number(r.version),
+    dataDirectory: String(r.datadir),
+    systemIdentifier: String(r.sysid),
+    dataChecksums: r.checksums === 'on',
+    walSegmentSize: Number(r.segsize),
+    archiveMode: String(r.archive_mode),
+    inRecovery: r.in_recovery === true,
+  };
+}
+
+export async function takePgSnapshot(repo: Repository, opts: PgSnapshotOptions = {}): Promise<{ id: string; manifest: Manifest; meta: PgSnapshotMeta }> {
+  const c = await connect(opts.conninfo);
+  let started = false;
+  let version = 0;
+  try {
+    const srv = await inspect(c);
+    version = srv.version;
+    if (srv.version < 130000) throw new PostgresError(`PostgreSQL ${srv.version} is not supported (13 or newer is)`);
+    if (srv.inRecovery) throw new PostgresError('the server is a standby; take snapshots on the primary', { hint: 'point PGHOST/PGPORT at the primary' });
+    if (srv.archiveMode === 'off' && opts.archiveCheck !== false) {
+      throw new PostgresError('archive_mode is off: a snapshot without archived WAL cannot be restored', {
+        hint: "set archive_mode = on and archive_command = 'ferry wal push %p' (restart needed), or pass --no-archive-check",
+      });
+    }
+    const pgdata = resolve(opts.pgdata ?? srv.dataDirectory);
+    if ((await realpath(pgdata).catch(() => pgdata)) !== (await realpath(srv.dataDirectory).catch(() => srv.dataDirectory))) {
+      throw new ConfigError(`--pgdata ${pgdata} is not the server's data directory (${srv.dataDirectory})`, { hint: 'Ferry reads the data directory directly: run it on the database host' });
+    }
+    const asset = opts.asset ?? DEFAULT_PG_ASSET;
+    const label = `ferry ${new Date(repo.clock.now()).toISOString()}`;
+    const startTime = new Date(repo.clock.now()).toISOString();
+    const start = await queryOne<{ lsn: string }>(
+      c,
+      srv.version >= 150000 ? 'SELECT pg_backup_start($1, true)::text AS lsn' : 'SELECT pg_start_backup($1, true, false)::text AS lsn',
+      [label],
+    );
+    started = true;
+    const timeline = Number((await queryOne<{ tli: string }>(c, 'SELECT timeline_id::text AS tli FROM pg_control_checkpoint()')).tli);
+    const startLsn = parseLsn(start.lsn);
+
+    const fingerprint = opts.fingerprint === false ? undefined : await fingerprintCluster(opts.conninfo);
+    const tablespaces = (
+      await c.query<{ oid: string; name: string; location: string }>("SELECT oid::text, spcname AS name, pg_tablespace_location(oid) AS location FROM pg_tablespace WHERE spcname NOT IN ('pg_default', 'pg_global')")
+    ).rows.map((t) => ({ oid: Number(t.oid), name: t.name, location: t.location }));
+    const extraRoots = [];
+    for (const t of tablespaces) {
+      const link = join(pgdata, 'pg_tblspc', String(t.oid));
+      const target = await readlink(link).catch(() => t.location);
+      extraRoots.push({ prefix: `pg_tblspc/${t.oid}`, root: target });
+    }
+
+    const parent = (await listSnapshots(repo, { kind: 'postgres', asset })).filter((s) => (s.manifest.meta as unknown as PgSnapshotMeta | undefined)?.systemIdentifier === srv.systemIdentifier).at(-1);
+    const checksumFailures: { file: string; block: number }[] = [];
+    let stop: { lsn: string; labelfile: string; spcmapfile: string } | undefined;
+    let stopTime = '';
+
+    const result = await backupTree(repo, {
+      root: pgdata,
+      extraRoots,
+      kind: 'postgres',
+      asset,
+      labels: opts.labels,
+      parent,
+      exclude: excludeFromSnapshot,
+      chunkerFor: (n) => chunkerFor(n.path, () => repo.newChunker()),
+      inspect: srv.dataChecksums
+        ? (node, offset, chunk) => {
+            if (!isRelationFile(node.path)) return;
+            for (const block of badPages(chunk, offset, relationSegment(node.path) ?? 0, startLsn)) {
+              checksumFailures.push({ file: node.path, block });
+              node.extra = { ...(node.extra ?? {}), badBlocks: [...(((node.extra?.badBlocks as number[]) ?? [])), block] };
+            }
+          }
+        : undefined,
+      extraFiles: async () => {
+        const r = await queryOne<{ lsn: string; labelfile: string; spcmapfile: string | null }>(
+          c,
+          srv.version >= 150000 ? 'SELECT lsn::text, labelfile, spcmapfile FROM pg_backup_stop(true)' : 'SELECT lsn::text, labelfile, spcmapfile FROM pg_stop_backup(false, true)',
+        );
+        started = false;
+        stopTime = new Date(repo.clock.now()).toISOString();
+        stop = { lsn: r.lsn, labelfile: r.labelfile, spcmapfile: r.spcmapfile ?? '' };
+        if (opts.archiveCheck !== false) await waitForWal(repo, segmentName(timeline, lsnSegno(parseLsn(r.lsn), srv.walSegmentSize), srv.walSegmentSize), opts.archiveTimeoutMs ?? 60_000);
+        const files = [{ path: 'backup_label', data: Buffer.from(r.labelfile), mode: 0o600 }];
+        if (r.spcmapfile) files.push({ path: 'tablespace_map', data: Buffer.from(r.spcmapfile), mode: 0o600 });
+        return files;
+      },
+      meta: () => {
+        const s = stop!;
+        const m: PgSnapshotMeta = {
+          systemIdentifier: srv.systemIdentifier,
+          serverVersion: srv.version,
+          timeline,
+          walSegmentSize: srv.walSegmentSize,
+          startLsn: start.lsn,
+          stopLsn: s.lsn,
+          startWal: segmentName(timeline, lsnSegno(startLsn, srv.walSegmentSize), srv.walSegmentSize),
+          stopWal: segmentName(timeline, lsnSegno(parseLsn(s.lsn), srv.walSegmentSize), srv.walSegmentSize),
+          startTime,
+          stopTime,
+          backupLabel: s.labelfile,
+          tablespaceMap: s.spcmapfile,
+          tablespaces,
+          dataChecksums: srv.dataChecksums,
+          checksumFailures,
+          ...(fingerprint ? { fingerprint } : {}),
+          dataDirectory: pgdata,
+        };
+        return m as unknown as Record<string, unknown>;
+      },
+      onProgress: opts.onProgress,
+    });
+    return { ...result, meta: result.manifest.meta as unknown as PgSnapshotMeta };
+  } finally {
+    if (started) {
+      // The backup failed part way: end it so the server is not left in backup mode (it also ends with the session).
+      await c.query(version >= 150000 ? 'SELECT pg_backup_stop(false)' : 'SELECT pg_stop_backup(false, false)').catch(() => undefined);
+    }
+    await c.end().catch(() => undefined);
+  }
+}
+
+/** Waits until a WAL segment is in the repository (archive_command pushed it). */
+async function waitForWal(repo: Repository, name: string, timeoutMs: number): Promise<void> {
+  const key = walKey(name);
+  const deadline = Date.now() + timeoutMs;
+  for (let delay = 100; ; delay = Math.min(delay * 2, 2000)) {
+    if (await repo.storage.stat(key)) return;
+    if (Date.now() > deadline) {
+      throw new PostgresError(`WAL segment ${name}, needed to make the snapshot consistent, did not reach ${repo.location} within ${Math.round(timeoutMs / 1000)} s`, {
+        hint: "check archive_command (it should be 'ferry wal push %p' with this repository) and the server log; or pass --no-archive-check",
+      });
+    }
+    await new Promise((r) => setTimeout(r, delay));
+  }
+}
