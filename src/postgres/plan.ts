@@ -80,3 +80,12 @@ export function parseTargetTime(text: string): number {
   if (!/(Z|[+-]\d\d(:?\d\d)?)$/i.test(t)) throw new ConfigError(`time "${text}" has no time zone`, { hint: 'add Z or an offset such as +00, e.g. 2026-11-24T03:15:00Z' });
   return ms;
 }
+
+/**
+ * The target time as PostgreSQL's recovery_target_time accepts it: a space instead of
+ * `T` and a numeric offset instead of `Z` (it refuses zone abbreviations), keeping the
+ * user's precision (microseconds matter when transactions are close together).
+ */
+export function pgTargetTime(text: string): string {
+  return text.trim().replace('T', ' ').replace(/z$/i, '+00');
+}

@@ -20,7 +20,7 @@ import { restoreTree, type RestoreProgress } from '../repo/restore.ts';
 import { ConfigError, PostgresError } from '../util/errors.ts';
 import { osUser, pgBinDir, runPg } from './binaries.ts';
 import type { PgSnapshotMeta } from './meta.ts';
-import { chooseSnapshot, type Candidate, type RecoveryTarget } from './plan.ts';
+import { chooseSnapshot, pgTargetTime, type Candidate, type RecoveryTarget } from './plan.ts';
 import { DEFAULT_PG_ASSET } from './snapshot.ts';
 import { connect } from './connect.ts';
 
@@ -151,7 +151,7 @@ export async function restorePg(repo: Repository, opts: PgRestoreOptions): Promi
   const restoreCommand = `${env} ${shellQuote(opts.ferryCommand)} wal fetch "%f" "%p"`;
   const lines = [`# added by ferry pg restore (snapshot ${chosen.id.slice(0, 12)})`, `restore_command = ${confQuote(restoreCommand)}`, "recovery_target_action = 'promote'", "recovery_target_timeline = 'latest'"];
   const t = opts.target;
-  if (t.kind === 'time') lines.push(`recovery_target_time = ${confQuote(t.text)}`);
+  if (t.kind === 'time') lines.push(`recovery_target_time = ${confQuote(pgTargetTime(t.text))}`);
   if (t.kind === 'lsn') lines.push(`recovery_target_lsn = ${confQuote(t.lsn)}`);
   if (t.kind === 'xid') lines.push(`recovery_target_xid = ${confQuote(t.xid)}`);
   if (t.kind === 'name') lines.push(`recovery_target_name = ${confQuote(t.name)}`);

@@ -1,7 +1,7 @@
 /** Page checksum validation against pages written by a real PostgreSQL 15 cluster with data checksums. */
 import { it } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync, readdirSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { startCluster } from '../harness/pg.ts';
 import { badPages } from '../../src/postgres/pagechecksum.ts';

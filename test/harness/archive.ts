@@ -1,0 +1,83 @@
+/**
+ * A PostgreSQL cluster archiving into a Ferry repository with `archive_command =
+ * ferry wal push %p`, as a user sets it up: repository and key file owned by the
+ * postgres OS user, absolute paths in archive_command. Also helpers to reach and
+ * stop servers that `ferry pg restore --start` started.
+ */
+import { execFileSync } from 'node:child_process';
+import { join } from 'node:path';
+import pg from 'pg';
+import { FERRY, ferryOk } from './cli.ts';
+import { pgBinDir, startCluster, type StartClusterOptions, type TestCluster } from './pg.ts';
+import { asPostgres, chownToPostgres, makeTempDir, onExitStop, type TempDir } from './tmp.ts';
+
+export interface ArchivedCluster {
+  cluster: TestCluster;
+  tmp: TempDir;
+  repo: string;
+  keyFile: string;
+  /** Environment for `ferry` commands against this cluster and repository. */
+  env: Record<string, string>;
+  destroy(): Promise<void>;
+}
+
+export async function archivedCluster(opts: StartClusterOptions = {}): Promise<ArchivedCluster> {
+  const tmp = makeTempDir('ferry-arch-', { forPostgres: true });
+  const repo = join(tmp.path, 'repo');
+  const keyFile = join(tmp.path, 'ferry.key');
+  await ferryOk(['init', '--key-file', keyFile], { env: { FERRY_REPO: repo } });
+  await chownToPostgres(tmp.path);
+  const archiveCommand = `FERRY_REPO=${repo} FERRY_KEY_FILE=${keyFile} ${FERRY} wal push %p`;
+  const cluster = await startCluster({
+    initdbArgs: ['--data-checksums'],
+    ...opts,
+    conf: ['archive_mode = on', `archive_command = '${archiveCommand}'`, 'wal_level = replica', ...(opts.conf ?? [])],
+  });
+  const env = { FERRY_REPO: repo, FERRY_KEY_FILE: keyFile, ...cluster.env };
+  return {
+    cluster,
+    tmp,
+    repo,
+    keyFile,
+    env,
+    destroy: async () => {
+      await cluster.destroy();
+      tmp.cleanup();
+    },
+  };
+}
+
+/** Forces the current WAL segment out and waits until it is archived. */
+export async function switchAndWaitArchived(c: TestCluster, timeoutMs = 60_000): Promise<string> {
+  // A WAL record first, so the switch always closes a segment that has something in it.
+  await c.query("SELECT pg_logical_emit_message(false, 'ferry-test', 'switch')");
+  const [{ name }] = await c.query<{ name: string }>('SELECT pg_walfile_name(pg_switch_wal()) AS name');
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const [s] = await c.query<{ last: string | null; failed: string | null }>('SELECT last_archived_wal AS last, last_failed_wal AS failed FROM pg_stat_archiver');
+    if (s.last && s.last >= name) return name;
+    if (Date.now() > deadline) throw new Error(`WAL ${name} not archived within ${timeoutMs} ms (last ${s.last}, failed ${s.failed}): ${c.logTail(20)}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+/** A client for a server `ferry pg restore --start` started (socket in its data directory). */
+export async function restoredClient(dataDir: string, port: number, database = 'postgres'): Promise<pg.Client> {
+  const c = new pg.Client({ host: dataDir, port, user: 'postgres', database });
+  await c.connect();
+  return c;
+}
+
+/** Stops a server by its data directory (never by name), as the postgres user. */
+export function stopDataDir(dataDir: string): void {
+  try {
+    execFileSync(join(pgBinDir(), 'pg_ctl'), ['-D', dataDir, '-m', 'fast', '-w', 'stop'], { ...asPostgres(), stdio: 'ignore' });
+  } catch {
+    /* not running */
+  }
+}
+
+/** Registers a restored data directory to be stopped at exit even if a test fails. */
+export function stopAtExit(dataDir: string): void {
+  onExitStop(() => stopDataDir(dataDir));
+}
