@@ -61,7 +61,7 @@ export interface BackupOptions {
   force?: boolean;
 }
 
-const READ_SLICE = 8 * 1024 * 1024;
+const READ_SLICE = 4 * 1024 * 1024;
 /** Room for one slice behind the uncut tail of the previous one (a tail is shorter than the largest chunk). */
 const POOLED = READ_SLICE + 8 * 1024 * 1024;
 

@@ -9,6 +9,7 @@
  */
 import { chmod, chown, lchown, lstat, mkdir, open, readdir, rm, symlink, utimes, lutimes } from 'node:fs/promises';
 import { join } from 'node:path';
+import { execFile } from 'node:child_process';
 import { blobId } from '../codec/hash.ts';
 import { mapLimit } from '../util/concurrency.ts';
 import { FerryError, IntegrityError } from '../util/errors.ts';
@@ -138,8 +139,18 @@ export async function restoreTree(repo: Repository, manifest: Manifest, target: 
   } finally {
     if (timer) clearInterval(timer);
   }
+  // One filesystem sync at the end instead of one fsync per file.
+  await syncFs(target);
+  for (const r of opts.relocate ?? []) await syncFs(r.dir);
   opts.onProgress?.(progress);
   return result;
+}
+
+/** Flushes the filesystem holding `path` (coreutils `sync -f`, i.e. syncfs). */
+function syncFs(path: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    execFile('sync', ['-f', path], (err) => (err ? reject(new FerryError(`cannot sync ${path} to disk: ${err.message}`)) : resolve()));
+  });
 }
 
 /** Removes paths under target that the snapshot does not have (delta mode). */
@@ -230,13 +241,21 @@ async function restoreFile(repo: Repository, node: TreeNode, path: string, delta
         }),
       );
     };
-    // Fetch one group ahead while writing the current one.
-    let next = groups.length ? fetchGroup(groups[0]) : undefined;
+    // Fetch a few groups ahead while writing the current one.
+    const AHEAD = 3;
+    const inflight: Promise<Buffer[]>[] = [];
+    let fetched = 0;
+    const fill = () => {
+      while (fetched < groups.length && inflight.length < AHEAD) {
+        const p = fetchGroup(groups[fetched++]);
+        p.catch(() => undefined);
+        inflight.push(p);
+      }
+    };
+    fill();
     for (let i = 0; i < groups.length; i++) {
-      const cur = next!;
-      next = i + 1 < groups.length ? fetchGroup(groups[i + 1]) : undefined;
-      next?.catch(() => undefined);
-      const plains = await cur;
+      const plains = await inflight.shift()!;
+      fill();
       for (let j = 0; j < plains.length; j++) {
         await fh.write(plains[j], 0, plains[j].length, groups[i][j].fileOffset);
         written += plains[j].length;
@@ -244,7 +263,6 @@ async function restoreFile(repo: Repository, node: TreeNode, path: string, delta
       }
     }
     if (!delta && off !== node.size) await fh.truncate(off);
-    await fh.sync();
   } finally {
     await fh.close();
   }

@@ -8,7 +8,7 @@
  * write whatever names blobs (a manifest) only after `flush()` resolves.
  */
 import { blobId } from '../codec/hash.ts';
-import { Semaphore } from '../util/concurrency.ts';
+import { ByteBudget, Semaphore } from '../util/concurrency.ts';
 import { BufferPool } from '../util/pool.ts';
 import { killPoint } from '../util/killpoint.ts';
 import type { BlobType } from './blob.ts';
@@ -30,8 +30,8 @@ export interface SaverStats {
 export interface SaverOptions {
   /** Packs uploading at once. */
   uploads?: number;
-  /** Chunks compressing at once (thread pool work). */
-  compressors?: number;
+  /** Plaintext bytes being sealed at once (bounds memory). */
+  inFlightBytes?: number;
   /** Write an index file after this many packs, so a crash keeps dedup progress. */
   indexEvery?: number;
 }
@@ -40,7 +40,7 @@ export class BlobSaver {
   readonly stats: SaverStats = { newBlobs: 0, dedupedBlobs: 0, newBytes: 0, storedBytes: 0, packs: 0 };
   private readonly pending = new Set<string>();
   private builder: PackBuilder;
-  private readonly compressSlots: Semaphore;
+  private readonly inFlight: ByteBudget;
   private readonly uploadSlots: Semaphore;
   private readonly inflight = new Set<Promise<void>>();
   private uploaded: IndexedPack[] = [];
@@ -54,7 +54,7 @@ export class BlobSaver {
     private readonly repo: Repository,
     opts: SaverOptions = {},
   ) {
-    this.compressSlots = new Semaphore(opts.compressors ?? 24);
+    this.inFlight = new ByteBudget(opts.inFlightBytes ?? 32 << 20);
     this.uploadSlots = new Semaphore(opts.uploads ?? 2);
     this.indexEvery = opts.indexEvery ?? 32;
     this.packBuffers = new BufferPool(this.repo.config.packSize + (1 << 20), (opts.uploads ?? 2) + 1);
@@ -88,12 +88,12 @@ export class BlobSaver {
       return id;
     }
     this.pending.add(id);
-    await this.compressSlots.acquire();
+    await this.inFlight.acquire(plain.length);
     let sealed: Buffer;
     try {
       sealed = await this.repo.codec.seal(idBuf, plain);
     } finally {
-      this.compressSlots.release();
+      this.inFlight.release(plain.length);
     }
     this.builder.add(type, idBuf, [sealed], plain.length);
     this.stats.newBlobs++;

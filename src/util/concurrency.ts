@@ -48,3 +48,32 @@ export class Semaphore {
     }
   }
 }
+
+/**
+ * A budget of bytes in flight: `acquire(n)` waits until n more bytes fit (a single
+ * request larger than the whole budget is let through alone, so nothing deadlocks).
+ */
+export class ByteBudget {
+  private used = 0;
+  private waiters: { n: number; resolve: () => void }[] = [];
+  constructor(private readonly limit: number) {}
+
+  async acquire(n: number): Promise<void> {
+    if (this.used === 0 || (this.used + n <= this.limit && this.waiters.length === 0)) {
+      this.used += n;
+      return;
+    }
+    await new Promise<void>((resolve) => this.waiters.push({ n, resolve }));
+  }
+
+  release(n: number): void {
+    this.used -= n;
+    while (this.waiters.length) {
+      const w = this.waiters[0];
+      if (this.used !== 0 && this.used + w.n > this.limit) break;
+      this.waiters.shift();
+      this.used += w.n;
+      w.resolve();
+    }
+  }
+}
