@@ -3,6 +3,8 @@ import type { Command } from './command.ts';
 import { repoCommands } from './repo.ts';
 import { filesCommands } from './files.ts';
 import { demoCommands } from './demo.ts';
+import { walCommands } from './wal.ts';
 import { pgCommands } from './pg.ts';
+import { retentionCommands } from './pgverify.ts';
 
-export const commands: Command[] = [...repoCommands, ...filesCommands, ...pgCommands, ...demoCommands];
+export const commands: Command[] = [...repoCommands, ...filesCommands, ...pgCommands, ...walCommands, ...retentionCommands, ...demoCommands];

@@ -140,8 +140,9 @@ function restoreEnv(ctx: Context): Record<string, string> {
 
 /** Absolute path of the `ferry` command PostgreSQL should run (bin/ferry of this installation). */
 export function ferryCommand(): string {
+  // bin/ferry, whether we were started through it or as `node dist/ferry.mjs` (npm run demo).
   const argv1 = process.argv[1];
-  const path = argv1 && /ferry(\.mjs)?$/.test(argv1) ? argv1 : resolve(import.meta.dirname ?? '.', '..', 'bin', 'ferry');
+  const path = argv1 && /\/ferry$/.test(argv1) ? argv1 : resolve(import.meta.dirname ?? '.', '..', 'bin', 'ferry');
   try {
     return realpathSync(path);
   } catch {

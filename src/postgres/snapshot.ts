@@ -137,12 +137,14 @@ export async function takePgSnapshot(repo: Repository, opts: PgSnapshotOptions =
       extraFiles: async () => {
         const r = await queryOne<{ lsn: string; labelfile: string; spcmapfile: string | null }>(
           c,
-          srv.version >= 150000 ? 'SELECT lsn::text, labelfile, spcmapfile FROM pg_backup_stop(true)' : 'SELECT lsn::text, labelfile, spcmapfile FROM pg_stop_backup(false, true)',
+          // wait_for_archive => false: PostgreSQL would wait forever on a failing archive_command;
+          // Ferry waits itself, with a timeout, for the WAL to reach this repository.
+          srv.version >= 150000 ? 'SELECT lsn::text, labelfile, spcmapfile FROM pg_backup_stop(false)' : 'SELECT lsn::text, labelfile, spcmapfile FROM pg_stop_backup(false, false)',
         );
         started = false;
         stopTime = new Date(repo.clock.now()).toISOString();
         stop = { lsn: r.lsn, labelfile: r.labelfile, spcmapfile: r.spcmapfile ?? '' };
-        if (opts.archiveCheck !== false) await waitForWal(repo, segmentName(timeline, lsnSegno(parseLsn(r.lsn), srv.walSegmentSize), srv.walSegmentSize), opts.archiveTimeoutMs ?? 60_000);
+        if (opts.archiveCheck !== false) await waitForWal(repo, c, segmentName(timeline, lsnSegno(parseLsn(r.lsn), srv.walSegmentSize), srv.walSegmentSize), opts.archiveTimeoutMs ?? 120_000);
         const files = [{ path: 'backup_label', data: Buffer.from(r.labelfile), mode: 0o600 }];
         if (r.spcmapfile) files.push({ path: 'tablespace_map', data: Buffer.from(r.spcmapfile), mode: 0o600 });
         return files;
@@ -182,16 +184,22 @@ export async function takePgSnapshot(repo: Repository, opts: PgSnapshotOptions =
   }
 }
 
-/** Waits until a WAL segment is in the repository (archive_command pushed it). */
-async function waitForWal(repo: Repository, name: string, timeoutMs: number): Promise<void> {
+/** Waits until a WAL segment is in the repository (archive_command pushed it); fails fast when archiving fails. */
+async function waitForWal(repo: Repository, c: pg.Client, name: string, timeoutMs: number): Promise<void> {
   const key = walKey(name);
   const deadline = Date.now() + timeoutMs;
+  const hint = "check archive_command (it should run 'ferry wal push %p' into this repository, as the database OS user) and the server log; or pass --no-archive-check";
   for (let delay = 100; ; delay = Math.min(delay * 2, 2000)) {
     if (await repo.storage.stat(key)) return;
+    const a = (await c.query<{ failed: string | null; failures: string; last_failed: Date | null; last_ok: Date | null }>(
+      'SELECT last_failed_wal AS failed, failed_count::text AS failures, last_failed_time AS last_failed, last_archived_time AS last_ok FROM pg_stat_archiver',
+    )).rows[0];
+    const failing = a.failed !== null && a.failed <= name && (!a.last_ok || (a.last_failed && a.last_failed > a.last_ok));
+    if (failing && Number(a.failures) >= 3) {
+      throw new PostgresError(`archive_command is failing (segment ${a.failed}, ${a.failures} failures), so WAL segment ${name} needed by this snapshot cannot reach ${repo.location}`, { hint });
+    }
     if (Date.now() > deadline) {
-      throw new PostgresError(`WAL segment ${name}, needed to make the snapshot consistent, did not reach ${repo.location} within ${Math.round(timeoutMs / 1000)} s`, {
-        hint: "check archive_command (it should be 'ferry wal push %p' with this repository) and the server log; or pass --no-archive-check",
-      });
+      throw new PostgresError(`WAL segment ${name}, needed to make the snapshot consistent, did not reach ${repo.location} within ${Math.round(timeoutMs / 1000)} s`, { hint });
     }
     await new Promise((r) => setTimeout(r, delay));
   }
