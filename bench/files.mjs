@@ -136,10 +136,10 @@ async function modify(files) {
   }
   let appended = 0;
   for (const f of large) {
-    const n = Math.min(16 * MiB, Math.max(MiB, Math.round(f.size * 0.02)));
+    const n = Math.min(16 * MiB, Math.max(MiB, Math.round((f.size * 0.02) / 4096) * 4096));
     const fh = await open(join(TREE, f.rel), 'a');
     await fh.write(textBytes('log', n / 2, r));
-    await fh.write(randomBytesFast(n / 2));
+    await fh.write(randomBytesFast(n - n / 2));
     await fh.close();
     f.size += n;
     appended += n;

@@ -3,7 +3,7 @@
 // Plain Node ESM (Node 20), no dependencies beyond what the repository already has.
 import { spawn, spawnSync } from 'node:child_process';
 import { createHash, randomFillSync } from 'node:crypto';
-import { createReadStream, existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { createReadStream, existsSync, mkdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { mkdtemp, open, readdir, readFile, rm } from 'node:fs/promises';
 import { cpus, loadavg, totalmem, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -133,10 +133,11 @@ export function ensureGnuTime() {
 }
 
 /**
- * Bundles the current src/ into bench/.build/<stamp>/ with the same esbuild options as scripts/build.mjs,
- * so a concurrent `npm run build` (which deletes dist/) cannot swap Ferry out under a running benchmark.
- * bench/.build sits inside the project, so the bundle resolves node_modules (native zstd) as dist/ does.
- * Returns the command prefix to run Ferry: [node, bundle].
+ * Builds the current src/ with scripts/build.mjs into bench/.build/<pid>-<time>/dist/ (the script is
+ * run in that directory, which holds a symlink to src/), so a concurrent `npm run build` / `npm test`
+ * (which delete and rebuild dist/) cannot swap Ferry out under a running benchmark. The directory sits
+ * inside the project, so the bundle resolves node_modules (native modules) as dist/ does.
+ * Returns { cmd: [node, bundle], outdir } (outdir to delete afterwards).
  */
 export async function ferryCommand({ useDist }) {
   if (useDist) {
@@ -144,26 +145,15 @@ export async function ferryCommand({ useDist }) {
     if (!existsSync(join(ROOT, 'dist', 'ferry.mjs'))) die('dist/ferry.mjs is missing: run `node scripts/build.mjs` first (or drop --use-dist)');
     return { cmd: [process.execPath, bin], outdir: null };
   }
-  const { build } = await import('esbuild');
   const outdir = join(BENCH_DIR, '.build', `${process.pid}-${Date.now()}`);
-  try {
-    await build({
-      entryPoints: { ferry: join(ROOT, 'src/cli/main.ts') },
-      outdir,
-      outExtension: { '.js': '.mjs' },
-      bundle: true,
-      splitting: true,
-      format: 'esm',
-      platform: 'node',
-      target: 'node20',
-      external: ['@mongodb-js/zstd', 'pg-native', 'pino', 'thread-stream'],
-      banner: { js: "import { createRequire as __ferryRequire } from 'node:module'; const require = __ferryRequire(import.meta.url);" },
-      logLevel: 'error',
-    });
-  } catch (e) {
-    die(`could not bundle src/ (someone may be mid-edit): ${e.message}\nretry, or use --use-dist to run the existing dist/ build`);
+  mkdirSync(outdir, { recursive: true });
+  symlinkSync(join(ROOT, 'src'), join(outdir, 'src'), 'dir');
+  const r = spawnSync(process.execPath, [join(ROOT, 'scripts', 'build.mjs')], { cwd: outdir, encoding: 'utf8' });
+  if (r.status !== 0 || !existsSync(join(outdir, 'dist', 'ferry.mjs'))) {
+    rmSync(outdir, { recursive: true, force: true });
+    die(`could not build src/ with scripts/build.mjs (someone may be mid-edit):\n${r.stderr || r.stdout}\nretry, or use --use-dist to run the existing dist/ build`);
   }
-  return { cmd: [process.execPath, join(outdir, 'ferry.mjs')], outdir };
+  return { cmd: [process.execPath, join(outdir, 'dist', 'ferry.mjs')], outdir };
 }
 
 export function gitInfo() {
@@ -373,6 +363,7 @@ function textPool(kind) {
  * but no two chunks are equal. Fast (hundreds of MiB/s), so large trees can be generated quickly.
  */
 export function textBytes(kind, size, r) {
+  size = Math.floor(size);
   const { buf, starts, count } = textPool(kind);
   const out = Buffer.allocUnsafe(size);
   for (let o = 0; o < size; ) {

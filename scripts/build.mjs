@@ -2,12 +2,15 @@
 // Bundles src/cli/main.ts into dist/ with esbuild, so `bin/ferry` starts about as fast as plain node
 // (it runs once per WAL segment as archive_command). Native and optional modules stay external.
 import { build } from 'esbuild';
-import { rmSync } from 'node:fs';
+import { renameSync, rmSync } from 'node:fs';
 
-rmSync('dist', { recursive: true, force: true });
+// Build beside dist/ and swap it in, so a running `bin/ferry` (a test, archive_command) never
+// finds dist/ half-written or missing.
+const out = `dist.tmp-${process.pid}`;
+rmSync(out, { recursive: true, force: true });
 await build({
   entryPoints: { ferry: 'src/cli/main.ts', 'codec-worker': 'src/codec/worker.ts' },
-  outdir: 'dist',
+  outdir: out,
   outExtension: { '.js': '.mjs' },
   bundle: true,
   splitting: true,
@@ -19,3 +22,11 @@ await build({
   banner: { js: "import { createRequire as __ferryRequire } from 'node:module'; const require = __ferryRequire(import.meta.url);" },
   logLevel: 'warning',
 });
+rmSync('dist.old', { recursive: true, force: true });
+try {
+  renameSync('dist', 'dist.old');
+} catch {
+  /* first build */
+}
+renameSync(out, 'dist');
+rmSync('dist.old', { recursive: true, force: true });

@@ -6,6 +6,8 @@
  *
  * with associated data id(32) || codec(1). Opening checks the tag, decompresses to
  * the recorded length, and recomputes the id (HMAC-SHA-256 of the plaintext).
+ * Both directions write into buffers the caller provides, so the hot path
+ * allocates nothing per blob beyond the cipher's small slices.
  */
 import { createCipheriv, createDecipheriv, createHmac, randomFillSync } from 'node:crypto';
 import { IntegrityError } from '../util/errors.ts';
@@ -37,8 +39,20 @@ export function sealInto(z: Zstd, encKey: Uint8Array, id: Uint8Array, plain: Uin
   return at - start;
 }
 
-/** Opens a sealed blob into a new buffer of `rawLength` bytes, or throws IntegrityError naming `where`. */
-export function openEnvelope(z: Zstd, encKey: Uint8Array, macKey: Uint8Array, id: Uint8Array, sealed: Uint8Array, rawLength: number, where: string): Buffer {
+/** Reusable scratch space for opening (one per thread). */
+export class OpenScratch {
+  private buf = Buffer.alloc(0);
+  get(n: number): Buffer {
+    if (this.buf.length < n) this.buf = Buffer.allocUnsafeSlow(Math.max(n, 1 << 20));
+    return this.buf.subarray(0, n);
+  }
+}
+
+/**
+ * Opens a sealed blob into `dst` (exactly `rawLength` bytes), or throws IntegrityError
+ * naming `where`.
+ */
+export function openInto(z: Zstd, scratch: OpenScratch, encKey: Uint8Array, macKey: Uint8Array, id: Uint8Array, sealed: Uint8Array, dst: Buffer, where: string): void {
   const short = Buffer.from(id).toString('hex').slice(0, 16);
   if (sealed.length < ENVELOPE_OVERHEAD) throw new IntegrityError(`blob ${short} in ${where} is truncated`);
   const codec = sealed[0];
@@ -47,7 +61,8 @@ export function openEnvelope(z: Zstd, encKey: Uint8Array, macKey: Uint8Array, id
   const d = createDecipheriv('aes-256-gcm', encKey, nonce);
   d.setAAD(aadOf(id, codec));
   d.setAuthTag(sealed.subarray(sealed.length - 16));
-  const comp = Buffer.allocUnsafe(body.length);
+  // Stored blobs decrypt straight into dst; compressed ones into scratch, then decompress into dst.
+  const comp = codec === CODEC_NONE && body.length === dst.length ? dst : scratch.get(body.length);
   let at = 0;
   try {
     for (let o = 0; o < body.length; o += SLICE) at += d.update(body.subarray(o, o + SLICE)).copy(comp, at);
@@ -55,15 +70,18 @@ export function openEnvelope(z: Zstd, encKey: Uint8Array, macKey: Uint8Array, id
   } catch {
     throw new IntegrityError(`blob ${short} in ${where} failed authentication (corrupted or tampered)`);
   }
-  let plain: Buffer;
   if (codec === CODEC_NONE) {
-    if (comp.length !== rawLength) throw new IntegrityError(`blob ${short} in ${where} has ${comp.length} bytes, expected ${rawLength}`);
-    plain = comp;
+    if (body.length !== dst.length) throw new IntegrityError(`blob ${short} in ${where} has ${body.length} bytes, expected ${dst.length}`);
   } else {
-    plain = Buffer.allocUnsafe(rawLength);
-    z.decompressInto(codec, comp, plain, `blob ${short} in ${where}`);
+    z.decompressInto(codec, comp, dst, `blob ${short} in ${where}`);
   }
-  const check = createHmac('sha256', macKey).update(plain).digest();
+  const check = createHmac('sha256', macKey).update(dst).digest();
   if (!check.equals(id)) throw new IntegrityError(`blob ${short} in ${where} does not match its id`);
-  return plain;
+}
+
+/** Opens a sealed blob into a new buffer. */
+export function openEnvelope(z: Zstd, encKey: Uint8Array, macKey: Uint8Array, id: Uint8Array, sealed: Uint8Array, rawLength: number, where: string): Buffer {
+  const dst = Buffer.allocUnsafe(rawLength);
+  openInto(z, new OpenScratch(), encKey, macKey, id, sealed, dst, where);
+  return dst;
 }

@@ -3,9 +3,15 @@
  * encryption use every core while the main thread reads, chunks and hashes.
  *
  * Calls are batched: items queued in the same turn of the event loop (up to
- * BATCH_BYTES) travel to one worker in one message, inputs copied into one
- * transferable buffer, outputs returned the same way. With `threads: 0` the
- * work runs on the calling thread (small jobs, tools).
+ * BATCH_BYTES) travel to one worker in one message. Each batch carries two
+ * buffers, inputs and room for outputs, transferred to the worker and back and
+ * then reused: the steady state allocates nothing, which keeps memory flat (a
+ * fresh buffer per batch left hundreds of MB of garbage waiting for the GC).
+ *
+ * `seal` hands its result to a `consume` callback, called synchronously while the
+ * recycled buffer is valid (the pack builder copies it in); `open` results are the
+ * caller's to keep.
+ * With `threads: 0` the work runs on the calling thread.
  */
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
@@ -25,13 +31,15 @@ export interface WorkerItem {
 export interface WorkerRequest {
   seq: number;
   op: 'seal' | 'open';
-  data: ArrayBuffer;
+  input: ArrayBuffer;
+  output: ArrayBuffer;
   items: WorkerItem[];
 }
 
 export interface WorkerReply {
   seq: number;
-  data: ArrayBuffer;
+  input: ArrayBuffer;
+  output: ArrayBuffer;
   items: { off: number; len: number; error?: string }[];
 }
 
@@ -40,31 +48,52 @@ interface Job {
   input: Uint8Array;
   raw: number;
   where: string;
-  resolve: (b: Buffer) => void;
+  /** Sees the output while its buffer is valid; what it returns resolves the job. */
+  take: (b: Buffer) => unknown;
+  resolve: (v: unknown) => void;
   reject: (e: Error) => void;
 }
 
+type Op = 'seal' | 'open';
+
+/** Flush a queue once it holds this much input. */
 const BATCH_BYTES = 1 << 20;
+/** Size of recycled buffers; a batch is cut to fit (a single larger item gets its own buffers). */
+const SLAB = 2 << 20;
+/** Batches in flight per worker: enough to keep it busy, few enough to bound memory. */
+const PER_WORKER = 2;
+
+/**
+ * A small young generation: the cipher hands back many short-lived 64 KiB buffers,
+ * and frequent cheap scavenges free them long before external-memory pressure would
+ * (with the default, each worker held a hundred MB or more of dead buffers).
+ */
+const resourceLimits = { maxYoungGenerationSizeMb: 2 };
 
 function startWorker(workerData: unknown): Worker {
   // In the bundle this module lives in dist/ next to codec-worker.mjs. Under tsx (tests,
   // development) it is src/codec/pool.ts, and the worker must register tsx itself.
   const here = import.meta.url;
-  if (!here.endsWith('.ts')) return new Worker(new URL('./codec-worker.mjs', here), { workerData });
+  if (!here.endsWith('.ts')) return new Worker(new URL('./codec-worker.mjs', here), { workerData, resourceLimits });
   const src = new URL('./worker.ts', here).href;
   const boot = `import('tsx/esm/api').then((api) => { api.register(); return import(${JSON.stringify(src)}); });`;
-  return new Worker(boot, { eval: true, workerData });
+  return new Worker(boot, { eval: true, workerData, resourceLimits });
+}
+
+function outSize(op: Op, j: Job): number {
+  return op === 'seal' ? j.input.length + ENVELOPE_OVERHEAD : j.raw;
 }
 
 export class CodecPool {
   private readonly workers: { w: Worker; busy: number }[] = [];
-  private readonly waiting = new Map<number, { op: 'seal' | 'open'; jobs: Job[] }>();
+  private readonly waiting = new Map<number, { op: Op; jobs: Job[] }>();
   private seq = 0;
-  private queue: Record<'seal' | 'open', Job[]> = { seal: [], open: [] };
-  private queuedBytes: Record<'seal' | 'open', number> = { seal: 0, open: 0 };
+  private queue: Record<Op, Job[]> = { seal: [], open: [] };
+  private queuedBytes: Record<Op, number> = { seal: 0, open: 0 };
   private flushScheduled = false;
   private local?: Zstd;
   private failed?: Error;
+  private readonly slabs: ArrayBuffer[] = [];
 
   constructor(
     private readonly key: MasterKey,
@@ -73,28 +102,30 @@ export class CodecPool {
   ) {
     for (let i = 0; i < threads; i++) {
       const w = startWorker({ enc: key.enc, mac: key.mac, level });
-      w.on('message', (m: WorkerReply) => this.onReply(m, this.workers[i]));
+      const entry = { w, busy: 0 };
+      w.on('message', (m: WorkerReply) => this.onReply(m, entry));
       w.on('error', (e) => this.fail(e));
       w.unref(); // referenced only while it has work, so an idle pool never keeps the process alive
-      this.workers.push({ w, busy: 0 });
+      this.workers.push(entry);
     }
   }
 
-  /** Bytes of work waiting or in flight (for backpressure). */
+  /** Bytes of input waiting or in flight. */
   get pending(): number {
     let n = 0;
     for (const x of this.waiting.values()) for (const j of x.jobs) n += j.input.length;
     return n + this.queuedBytes.seal + this.queuedBytes.open;
   }
 
-  seal(id: Buffer, plain: Uint8Array): Promise<Buffer> {
+  /** Seals `plain`; `consume` must copy what it needs from the sealed bytes before returning. */
+  seal<T>(id: Buffer, plain: Uint8Array, consume: (sealed: Buffer) => T): Promise<T> {
     if (!this.workers.length) {
       this.local ??= new Zstd(this.level);
       const out = Buffer.allocUnsafe(plain.length + ENVELOPE_OVERHEAD);
       const n = sealInto(this.local, this.key.enc, id, plain, out, 0);
-      return Promise.resolve(out.subarray(0, n));
+      return Promise.resolve(consume(out.subarray(0, n)));
     }
-    return this.enqueue('seal', id, plain, plain.length, '');
+    return this.enqueue('seal', id, plain, plain.length, '', consume as (b: Buffer) => unknown) as Promise<T>;
   }
 
   open(id: Buffer, sealed: Uint8Array, rawLength: number, where: string): Promise<Buffer> {
@@ -106,7 +137,7 @@ export class CodecPool {
         return Promise.reject(e);
       }
     }
-    return this.enqueue('open', id, sealed, rawLength, where);
+    return this.enqueue('open', id, sealed, rawLength, where, (b) => Buffer.from(b)) as Promise<Buffer>;
   }
 
   async close(): Promise<void> {
@@ -114,10 +145,10 @@ export class CodecPool {
     this.workers.length = 0;
   }
 
-  private enqueue(op: 'seal' | 'open', id: Buffer, input: Uint8Array, raw: number, where: string): Promise<Buffer> {
+  private enqueue(op: Op, id: Buffer, input: Uint8Array, raw: number, where: string, take: (b: Buffer) => unknown): Promise<unknown> {
     if (this.failed) return Promise.reject(this.failed);
     return new Promise((resolve, reject) => {
-      this.queue[op].push({ id, input, raw, where, resolve, reject });
+      this.queue[op].push({ id, input, raw, where, take, resolve, reject });
       this.queuedBytes[op] += input.length;
       if (this.queuedBytes[op] >= BATCH_BYTES) this.flush(op);
       else if (!this.flushScheduled) {
@@ -131,15 +162,42 @@ export class CodecPool {
     });
   }
 
-  private flush(op: 'seal' | 'open'): void {
+  private slab(n: number): ArrayBuffer {
+    if (n > SLAB) return new ArrayBuffer(n);
+    return this.slabs.pop() ?? new ArrayBuffer(SLAB);
+  }
+
+  private recycle(b: ArrayBuffer): void {
+    if (b.byteLength === SLAB && this.slabs.length < 2 * PER_WORKER * this.workers.length) this.slabs.push(b);
+  }
+
+  /** Sends queued jobs, cut into batches whose inputs and outputs fit a slab, while a worker has room. */
+  private flush(op: Op): void {
     const jobs = this.queue[op];
-    if (!jobs.length) return;
-    this.queue[op] = [];
-    this.queuedBytes[op] = 0;
-    let size = 0;
-    for (const j of jobs) size += 32 + j.input.length;
-    const data = new ArrayBuffer(size);
-    const view = Buffer.from(data);
+    let i = 0;
+    while (i < jobs.length && this.workers.some((w) => w.busy < PER_WORKER)) {
+      let inBytes = 32 + jobs[i].input.length;
+      let outBytes = outSize(op, jobs[i]);
+      let end = i + 1;
+      while (end < jobs.length) {
+        const ni = inBytes + 32 + jobs[end].input.length;
+        const no = outBytes + outSize(op, jobs[end]);
+        if (ni > SLAB || no > SLAB) break;
+        inBytes = ni;
+        outBytes = no;
+        end++;
+      }
+      this.send(op, jobs.slice(i, end), inBytes, outBytes);
+      i = end;
+    }
+    this.queue[op] = jobs.slice(i);
+    this.queuedBytes[op] = this.queue[op].reduce((a, j) => a + j.input.length, 0);
+  }
+
+  private send(op: Op, jobs: Job[], inBytes: number, outBytes: number): void {
+    const input = this.slab(inBytes);
+    const output = this.slab(outBytes);
+    const view = Buffer.from(input);
     let at = 0;
     const items: WorkerItem[] = jobs.map((j) => {
       view.set(j.id, at);
@@ -154,7 +212,7 @@ export class CodecPool {
     this.waiting.set(seq, { op, jobs });
     const target = this.workers.reduce((a, b) => (b.busy < a.busy ? b : a));
     if (target.busy++ === 0) target.w.ref();
-    target.w.postMessage({ seq, op, data, items } satisfies WorkerRequest, [data]);
+    target.w.postMessage({ seq, op, input, output, items } satisfies WorkerRequest, [input, output]);
   }
 
   private onReply(m: WorkerReply, worker: { w: Worker; busy: number }): void {
@@ -162,12 +220,22 @@ export class CodecPool {
     const entry = this.waiting.get(m.seq);
     if (!entry) return;
     this.waiting.delete(m.seq);
-    const out = Buffer.from(m.data);
+    const out = Buffer.from(m.output);
     entry.jobs.forEach((j, i) => {
       const r = m.items[i];
       if (r.error) j.reject(new IntegrityError(r.error));
-      else j.resolve(out.subarray(r.off, r.off + r.len));
+      else {
+        try {
+          j.resolve(j.take(out.subarray(r.off, r.off + r.len)));
+        } catch (e) {
+          j.reject(e as Error);
+        }
+      }
     });
+    this.recycle(m.input);
+    this.recycle(m.output);
+    this.flush('seal');
+    this.flush('open');
   }
 
   private fail(e: Error): void {

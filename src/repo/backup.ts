@@ -62,8 +62,6 @@ export interface BackupOptions {
 }
 
 const READ_SLICE = 4 * 1024 * 1024;
-/** Room for one slice behind the uncut tail of the previous one (a tail is shorter than the largest chunk). */
-const POOLED = READ_SLICE + 8 * 1024 * 1024;
 
 /** Walks `root` and returns nodes sorted by path (the root itself as ""). */
 export async function walkTree(root: string, exclude?: (rel: string, isDir: boolean) => boolean): Promise<TreeNode[]> {
@@ -145,7 +143,8 @@ export async function backupTree(repo: Repository, opts: BackupOptions): Promise
     for (const n of await loadTree(repo, opts.parent.manifest.tree)) if (n.type === 'file') parentFiles.set(n.path, n);
   }
   const saver = new BlobSaver(repo, opts.saver);
-  const pool = new BufferPool(POOLED, (opts.fileConcurrency ?? 4) + 2);
+  // Room for one slice behind the uncut tail of the previous one (a tail is shorter than the largest chunk).
+  const pool = new BufferPool(READ_SLICE + repo.config.chunker.max, (opts.fileConcurrency ?? 4) + 1);
   const files = nodes.filter((n) => n.type === 'file');
   const progress: BackupProgress = {
     filesTotal: files.length,
@@ -273,7 +272,7 @@ async function storeFile(saver: BlobSaver, opts: BackupOptions, node: TreeNode, 
       const want = Math.min(READ_SLICE, Math.max(node.size - total, 0) + 1);
       const carried = carry?.length ?? 0;
       const pooled = carried + want > 1 << 20 && carried + want <= pool.size;
-      const buf = pooled ? pool.take() : Buffer.allocUnsafe(carried + want);
+      const buf = pooled ? await pool.take() : Buffer.allocUnsafe(carried + want);
       if (carry) carry.copy(buf, 0);
       const { bytesRead } = await fh.read(buf, carried, want, null);
       total += bytesRead;

@@ -19,7 +19,7 @@ export interface ChunkerParams {
   max: number;
 }
 
-export const DEFAULT_CHUNKER: ChunkerParams = { min: 512 * 1024, avg: 1024 * 1024, max: 8 * 1024 * 1024 };
+export const DEFAULT_CHUNKER: ChunkerParams = { min: 512 * 1024, avg: 1024 * 1024, max: 4 * 1024 * 1024 };
 
 export interface Chunker {
   push(data: Buffer): Buffer[];

@@ -54,15 +54,17 @@ export class BlobSaver {
     private readonly repo: Repository,
     opts: SaverOptions = {},
   ) {
-    this.inFlight = new ByteBudget(opts.inFlightBytes ?? 32 << 20);
+    this.inFlight = new ByteBudget(opts.inFlightBytes ?? 16 << 20);
     this.uploadSlots = new Semaphore(opts.uploads ?? 2);
     this.indexEvery = opts.indexEvery ?? 32;
-    this.packBuffers = new BufferPool(this.repo.config.packSize + (1 << 20), (opts.uploads ?? 2) + 1);
+    // A pack never grows past its target by more than one largest chunk: no reallocation.
+    this.packBuffers = new BufferPool(this.repo.config.packSize + Math.max(this.repo.config.chunker.max, 1 << 20) + (64 << 10), (opts.uploads ?? 2) + 1);
     this.builder = this.newBuilder();
   }
 
   private newBuilder(): PackBuilder {
-    return new PackBuilder(this.packBuffers.take());
+    // Never blocks: at most `uploads` packs upload (each holding a buffer) plus the one being built.
+    return new PackBuilder(this.packBuffers.takeNow());
   }
 
   get repository(): Repository {
@@ -89,13 +91,12 @@ export class BlobSaver {
     }
     this.pending.add(id);
     await this.inFlight.acquire(plain.length);
-    let sealed: Buffer;
     try {
-      sealed = await this.repo.codec.seal(idBuf, plain);
+      // Copied into the current pack while the codec's buffer is valid.
+      await this.repo.codec.seal(idBuf, plain, (sealed) => this.builder.add(type, idBuf, [sealed], plain.length));
     } finally {
       this.inFlight.release(plain.length);
     }
-    this.builder.add(type, idBuf, [sealed], plain.length);
     this.stats.newBlobs++;
     this.stats.newBytes += plain.length;
     if (this.builder.size >= this.repo.config.packSize) await this.startUpload();

@@ -5,16 +5,40 @@
  */
 export class BufferPool {
   private readonly free: Buffer[] = [];
+  private out = 0;
+  private waiters: ((b: Buffer) => void)[] = [];
   constructor(
     readonly size: number,
-    private readonly keep: number,
+    /** At most this many buffers exist at once: `take` waits beyond it (a hard memory bound). */
+    private readonly max: number,
   ) {}
 
-  take(): Buffer {
+  async take(): Promise<Buffer> {
+    const b = this.free.pop();
+    if (b) {
+      this.out++;
+      return b;
+    }
+    if (this.out < this.max) {
+      this.out++;
+      return Buffer.allocUnsafeSlow(this.size);
+    }
+    return new Promise((resolve) => this.waiters.push(resolve));
+  }
+
+  /** Takes a buffer without waiting (allocating past the bound if need be). */
+  takeNow(): Buffer {
+    this.out++;
     return this.free.pop() ?? Buffer.allocUnsafeSlow(this.size);
   }
 
   give(b: Buffer): void {
-    if (b.length === this.size && this.free.length < this.keep) this.free.push(b);
+    if (b.length !== this.size) return;
+    const w = this.waiters.shift();
+    if (w) w(b);
+    else {
+      this.out--;
+      this.free.push(b);
+    }
   }
 }

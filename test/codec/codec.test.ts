@@ -66,7 +66,7 @@ describe('codecs', () => {
     try {
       const plains = Array.from({ length: 50 }, (_, i) => (i % 2 ? randomBytes(70_000 + i) : Buffer.from(`text ${i} `.repeat(5000))));
       const ids = plains.map((p) => blobId(key.mac, p));
-      const sealed = await Promise.all(plains.map((p, i) => pool.seal(ids[i], p)));
+      const sealed = await Promise.all(plains.map((p, i) => pool.seal(ids[i], p, (s) => Buffer.from(s))));
       sealed[7] = Buffer.from(sealed[7]);
       sealed[7][30] ^= 1;
       const opened = await Promise.allSettled(sealed.map((s, i) => pool.open(ids[i], s, plains[i].length, 'pack x')));
