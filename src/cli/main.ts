@@ -8,9 +8,9 @@ import { resolveSettings } from '../config/load.ts';
 import { FerryError, UsageError } from '../util/errors.ts';
 import { GLOBAL_HELP, GLOBAL_OPTIONS, type Command } from './command.ts';
 import { Context } from './context.ts';
-import { commands } from './commands.ts';
+import { loadCommands } from './commands.ts';
 
-function findCommand(argv: string[]): { cmd?: Command; rest: string[] } {
+function findCommand(commands: Command[], argv: string[]): { cmd?: Command; rest: string[] } {
   let best: { cmd: Command; words: number } | undefined;
   for (const cmd of commands) {
     for (const name of [cmd.name, ...(cmd.aliases ?? [])]) {
@@ -21,7 +21,7 @@ function findCommand(argv: string[]): { cmd?: Command; rest: string[] } {
   return best ? { cmd: best.cmd, rest: argv.slice(best.words) } : { rest: argv };
 }
 
-export function overview(): string {
+export function overview(commands: Command[]): string {
   const groups = new Map<string, Command[]>();
   for (const c of commands) {
     const g = c.name.split(' ')[0];
@@ -44,14 +44,14 @@ function commandHelp(cmd: Command): string {
 
 export async function main(argv: string[]): Promise<number> {
   if (argv.length === 0 || argv[0] === '--help' || argv[0] === '-h' || argv[0] === 'help') {
-    process.stdout.write(overview() + '\n');
+    process.stdout.write(overview(await loadCommands()) + '\n');
     return argv.length === 0 ? 2 : 0;
   }
   if (argv[0] === '--version' || argv[0] === 'version') {
     process.stdout.write('ferry 0.1.0 (repository format 1)\n');
     return 0;
   }
-  const { cmd, rest } = findCommand(argv);
+  const { cmd, rest } = findCommand(await loadCommands(argv[0]), argv);
   let ctx: Context | undefined;
   try {
     if (!cmd) throw new UsageError(`unknown command "${argv.slice(0, 2).join(' ')}"`, { hint: 'run `ferry --help` for the list of commands' });

@@ -263,17 +263,21 @@ async function storeFile(saver: BlobSaver, opts: BackupOptions, node: TreeNode, 
   }
   let total = 0;
   let waitFrom = 0;
+  // The uncut tail of the previous slice, still inside its buffer; that buffer goes back to
+  // the pool only once its chunks are sealed and the tail has been copied out.
   let carry: Buffer | undefined;
+  let releasePrev: (() => void) | undefined;
   try {
     for (;;) {
-      // Read straight behind the uncut tail of the previous slice: only the tail is copied.
-      // Small files get a buffer of their size (+1 to see the end in one read); large ones
-      // pooled buffers, returned once every chunk cut from them is sealed.
+      // Read straight behind the carried tail: only the tail is copied. Small files get a
+      // buffer of their size (+1 to see the end in one read); large ones pooled buffers.
       const want = Math.min(READ_SLICE, Math.max(node.size - total, 0) + 1);
       const carried = carry?.length ?? 0;
       const pooled = carried + want > 1 << 20 && carried + want <= pool.size;
       const buf = pooled ? await pool.take() : Buffer.allocUnsafe(carried + want);
       if (carry) carry.copy(buf, 0);
+      releasePrev?.();
+      releasePrev = undefined;
       const { bytesRead } = await fh.read(buf, carried, want, null);
       total += bytesRead;
       // A short read of a regular file means its end.
@@ -281,13 +285,29 @@ async function storeFile(saver: BlobSaver, opts: BackupOptions, node: TreeNode, 
       const { chunks, rest } = chunker.split(buf.subarray(0, carried + bytesRead), eof);
       const first = saves.length;
       take(chunks);
-      carry = rest.length ? Buffer.from(rest) : undefined;
-      if (pooled) void Promise.allSettled(saves.slice(first)).then(() => pool.give(buf));
+      carry = rest.length ? rest : undefined;
+      if (pooled) {
+        const sealed = Promise.allSettled(saves.slice(first));
+        let copied = false;
+        let done = false;
+        const maybeGive = () => {
+          if (copied && done) pool.give(buf);
+        };
+        void sealed.then(() => {
+          done = true;
+          maybeGive();
+        });
+        releasePrev = () => {
+          copied = true;
+          maybeGive();
+        };
+      }
       if (eof) break;
       // Keep memory bounded: do not read far ahead of the saver.
       while (saves.length - waitFrom > 8) await saves[waitFrom++];
     }
   } finally {
+    releasePrev?.();
     await fh.close();
   }
   const ids = await Promise.all(saves);

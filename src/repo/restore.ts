@@ -256,10 +256,17 @@ async function restoreFile(repo: Repository, node: TreeNode, path: string, delta
     for (let i = 0; i < groups.length; i++) {
       const plains = await inflight.shift()!;
       fill();
-      for (let j = 0; j < plains.length; j++) {
-        await fh.write(plains[j], 0, plains[j].length, groups[i][j].fileOffset);
-        written += plains[j].length;
-        progress.bytesDone += plains[j].length;
+      // Pieces of a group are usually contiguous in the file too: one writev for each run.
+      let j = 0;
+      while (j < plains.length) {
+        let k = j + 1;
+        let end = groups[i][j].fileOffset + plains[j].length;
+        while (k < plains.length && groups[i][k].fileOffset === end) end += plains[k++].length;
+        await fh.writev(plains.slice(j, k), groups[i][j].fileOffset);
+        const n = end - groups[i][j].fileOffset;
+        written += n;
+        progress.bytesDone += n;
+        j = k;
       }
     }
     if (!delta && off !== node.size) await fh.truncate(off);
