@@ -58,8 +58,12 @@ type Op = 'seal' | 'open';
 
 /** Flush a queue once it holds this much input. */
 const BATCH_BYTES = 1 << 20;
-/** Size of recycled buffers; a batch is cut to fit (a single larger item gets its own buffers). */
-const SLAB = 2 << 20;
+/**
+ * Size of recycled buffers: room for the largest chunk (4 MiB) with its id and envelope,
+ * so no item needs a buffer of its own. A batch is cut to fit; a larger item (a chunker
+ * configured with bigger chunks) gets its own buffers.
+ */
+const SLAB = (4 << 20) + (64 << 10);
 /** Batches in flight per worker: enough to keep it busy, few enough to bound memory. */
 const PER_WORKER = 2;
 
@@ -92,6 +96,7 @@ export class CodecPool {
   private queuedBytes: Record<Op, number> = { seal: 0, open: 0 };
   private flushScheduled = false;
   private local?: Zstd;
+  private localOut = Buffer.alloc(0);
   private failed?: Error;
   private readonly slabs: ArrayBuffer[] = [];
 
@@ -121,9 +126,14 @@ export class CodecPool {
   seal<T>(id: Buffer, plain: Uint8Array, consume: (sealed: Buffer) => T): Promise<T> {
     if (!this.workers.length) {
       this.local ??= new Zstd(this.level);
-      const out = Buffer.allocUnsafe(plain.length + ENVELOPE_OVERHEAD);
-      const n = sealInto(this.local, this.key.enc, id, plain, out, 0);
-      return Promise.resolve(consume(out.subarray(0, n)));
+      // consume() copies synchronously, so one scratch buffer serves every call.
+      if (this.localOut.length < plain.length + ENVELOPE_OVERHEAD) this.localOut = Buffer.allocUnsafeSlow(plain.length + ENVELOPE_OVERHEAD);
+      const n = sealInto(this.local, this.key.enc, id, plain, this.localOut, 0);
+      try {
+        return Promise.resolve(consume(this.localOut.subarray(0, n)));
+      } catch (e) {
+        return Promise.reject(e);
+      }
     }
     return this.enqueue('seal', id, plain, plain.length, '', consume as (b: Buffer) => unknown) as Promise<T>;
   }
