@@ -42,6 +42,7 @@ export class BlobSaver {
   private builder: PackBuilder;
   private readonly inFlight: ByteBudget;
   private readonly uploadSlots: Semaphore;
+  private readonly uploadLimit: number;
   private readonly inflight = new Set<Promise<void>>();
   private uploaded: IndexedPack[] = [];
   /** Every pack this saver uploaded and indexed. */
@@ -55,7 +56,8 @@ export class BlobSaver {
     opts: SaverOptions = {},
   ) {
     this.inFlight = new ByteBudget(opts.inFlightBytes ?? 16 << 20);
-    this.uploadSlots = new Semaphore(opts.uploads ?? 2);
+    this.uploadLimit = opts.uploads ?? 2;
+    this.uploadSlots = new Semaphore(this.uploadLimit);
     this.indexEvery = opts.indexEvery ?? 32;
     // A pack never grows past its target by more than one largest chunk: no reallocation.
     this.packBuffers = new BufferPool(this.repo.config.packSize + Math.max(this.repo.config.chunker.max, 1 << 20) + (64 << 10), (opts.uploads ?? 2) + 1);
@@ -90,6 +92,9 @@ export class BlobSaver {
       return id;
     }
     this.pending.add(id);
+    // Backpressure: while every upload slot is busy, do not fill the next pack past most of its
+    // target, so finished packs never pile up in memory waiting to be uploaded.
+    while (this.inflight.size >= this.uploadLimit && this.builder.size >= this.repo.config.packSize * 0.75) await Promise.race(this.inflight);
     await this.inFlight.acquire(plain.length);
     try {
       // Copied into the current pack while the codec's buffer is valid.
