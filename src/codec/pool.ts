@@ -139,15 +139,23 @@ export class CodecPool {
   }
 
   open(id: Buffer, sealed: Uint8Array, rawLength: number, where: string): Promise<Buffer> {
+    return this.openWith(id, sealed, rawLength, where, (b) => Buffer.from(b));
+  }
+
+  /**
+   * Opens a sealed blob and hands the plaintext to `consume` while the recycled buffer
+   * holding it is valid (e.g. to write it to a file at once, with no copy in between).
+   */
+  openWith<T>(id: Buffer, sealed: Uint8Array, rawLength: number, where: string, consume: (plain: Buffer) => T): Promise<T> {
     if (!this.workers.length) {
       this.local ??= new Zstd(this.level);
       try {
-        return Promise.resolve(openEnvelope(this.local, this.key.enc, this.key.mac, id, sealed, rawLength, where));
+        return Promise.resolve(consume(openEnvelope(this.local, this.key.enc, this.key.mac, id, sealed, rawLength, where)));
       } catch (e) {
         return Promise.reject(e);
       }
     }
-    return this.enqueue('open', id, sealed, rawLength, where, (b) => Buffer.from(b)) as Promise<Buffer>;
+    return this.enqueue('open', id, sealed, rawLength, where, consume as (b: Buffer) => unknown) as Promise<T>;
   }
 
   async close(): Promise<void> {

@@ -10,6 +10,7 @@
 import { chmod, chown, lchown, lstat, mkdir, open, readdir, rm, symlink, utimes, lutimes } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execFile } from 'node:child_process';
+import { writeSync } from 'node:fs';
 import { blobId } from '../codec/hash.ts';
 import { mapLimit } from '../util/concurrency.ts';
 import { FerryError, IntegrityError } from '../util/errors.ts';
@@ -219,6 +220,8 @@ async function restoreFile(repo: Repository, node: TreeNode, path: string, delta
   let written = 0;
   try {
     const groups = groupRanges(pieces);
+    // Each blob is written at its offset straight from the codec's buffer (no copy), as soon as it is opened.
+    const fd = fh.fd;
     const fetchGroup = async (g: Piece[]) => {
       const first = g[0];
       const len = g.reduce((a, p) => a + p.loc.length, 0);
@@ -230,20 +233,25 @@ async function restoreFile(repo: Repository, node: TreeNode, path: string, delta
         throw new IntegrityError(`cannot restore ${node.path} at offset ${first.fileOffset}: ${(e as Error).message}`, { cause: e });
       }
       if (buf.length !== len) throw new IntegrityError(`cannot restore ${node.path} at offset ${first.fileOffset}: ${where} is truncated`);
-      return Promise.all(
+      await Promise.all(
         g.map(async (p) => {
           const rel = p.loc.offset - first.loc.offset;
           try {
-            return await repo.codec.open(Buffer.from(p.id, 'hex'), buf.subarray(rel, rel + p.loc.length), p.loc.rawLength, where);
+            await repo.codec.openWith(Buffer.from(p.id, 'hex'), buf.subarray(rel, rel + p.loc.length), p.loc.rawLength, where, (plain) => {
+              let at = 0;
+              while (at < plain.length) at += writeSync(fd, plain, at, plain.length - at, p.fileOffset + at);
+              written += plain.length;
+              progress.bytesDone += plain.length;
+            });
           } catch (e) {
             throw new IntegrityError(`cannot restore ${node.path} at offset ${p.fileOffset}: ${(e as Error).message}`, { cause: e });
           }
         }),
       );
     };
-    // Fetch a few groups ahead while writing the current one.
+    // Fetch a few groups ahead.
     const AHEAD = 3;
-    const inflight: Promise<Buffer[]>[] = [];
+    const inflight: Promise<void>[] = [];
     let fetched = 0;
     const fill = () => {
       while (fetched < groups.length && inflight.length < AHEAD) {
@@ -253,21 +261,9 @@ async function restoreFile(repo: Repository, node: TreeNode, path: string, delta
       }
     };
     fill();
-    for (let i = 0; i < groups.length; i++) {
-      const plains = await inflight.shift()!;
+    while (inflight.length) {
+      await inflight.shift()!;
       fill();
-      // Pieces of a group are usually contiguous in the file too: one writev for each run.
-      let j = 0;
-      while (j < plains.length) {
-        let k = j + 1;
-        let end = groups[i][j].fileOffset + plains[j].length;
-        while (k < plains.length && groups[i][k].fileOffset === end) end += plains[k++].length;
-        await fh.writev(plains.slice(j, k), groups[i][j].fileOffset);
-        const n = end - groups[i][j].fileOffset;
-        written += n;
-        progress.bytesDone += n;
-        j = k;
-      }
     }
     if (!delta && off !== node.size) await fh.truncate(off);
   } finally {
