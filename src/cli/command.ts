@@ -6,6 +6,8 @@
 import type { ParseArgsConfig } from 'node:util';
 import type { Context } from './context.ts';
 import { UsageError } from '../util/errors.ts';
+import { bytes } from '../util/format.ts';
+import type { BackupProgress } from '../repo/backup.ts';
 
 export type OptionSpec = NonNullable<ParseArgsConfig['options']>;
 
@@ -60,4 +62,9 @@ export function seconds(v: string | undefined, dflt: number, flag: string): numb
   if (v === undefined) return dflt * 1000;
   if (!/^\d+(\.\d+)?$/.test(v)) throw new UsageError(`${flag} takes a number of seconds, got "${v}"`);
   return Number(v) * 1000;
+}
+
+/** The terminal progress line of a snapshot. */
+export function backupProgressLine(p: BackupProgress): string {
+  return `files ${p.filesDone}/${p.filesTotal}  ${bytes(p.bytesDone)}/${bytes(p.bytesTotal)}  new ${bytes(p.newBytes)}  stored ${bytes(p.storedBytes)}`;
 }

@@ -4,11 +4,10 @@ import { backupTree } from '../repo/backup.ts';
 import { withLock } from '../repo/lock.ts';
 import { listSnapshots, resolveSnapshot } from '../repo/manifest.ts';
 import { restoreTree } from '../repo/restore.ts';
-import { recordRun } from '../repo/runs.ts';
+import { recordedRun } from '../repo/runs.ts';
 import { hostname } from 'node:os';
 import { bytes, duration } from '../util/format.ts';
-import { errorMessage } from '../util/errors.ts';
-import { seconds, str, strs, type Command } from './command.ts';
+import { backupProgressLine, seconds, str, strs, type Command } from './command.ts';
 
 const snapshot: Command = {
   name: 'files snapshot',
@@ -22,36 +21,39 @@ const snapshot: Command = {
     const asset = str(values.asset) ?? `${hostname()}:${root}`;
     const lockWait = seconds(str(values['lock-wait']), 600, '--lock-wait');
     const repo = await ctx.repo();
-    const started = Date.now();
-    try {
-      const { id, manifest } = await withLock(repo, `files snapshot ${root}`, false, async () => {
-        const prior = await listSnapshots(repo, { kind: 'files', asset });
-        const parent = prior.at(-1);
-        return backupTree(repo, {
-          root,
-          kind: 'files',
-          asset,
-          labels: strs(values.label),
-          parent,
-          force: !!values.force,
-          onProgress: (p) =>
-            ctx.progress.update(`files ${p.filesDone}/${p.filesTotal}  ${bytes(p.bytesDone)}/${bytes(p.bytesTotal)}  new ${bytes(p.newBytes)}  stored ${bytes(p.storedBytes)}`),
-        });
-      }, lockWait);
-      ctx.progress.done();
-      const s = manifest.stats;
-      await recordRun(repo, { job: 'files snapshot', asset, host: hostname(), startTime: new Date(started).toISOString(), endTime: new Date().toISOString(), durationMs: Date.now() - started, result: 'ok', bytes: s.storedBytes, snapshot: id });
-      ctx.out({ id, ...manifest, tree: undefined }, () =>
-        [
-          `snapshot ${id.slice(0, 12)} of ${root} saved`,
-          `  ${s.files} files (${s.filesRead} read, ${s.filesUnchanged} unchanged), ${s.dirs} dirs, ${s.symlinks} symlinks, ${bytes(s.bytes)}`,
-          `  added ${bytes(s.newBytes)} of new data, ${bytes(s.storedBytes)} stored, in ${duration(s.durationMs)}`,
-        ].join('\n'),
-      );
-    } catch (e) {
-      await recordRun(repo, { job: 'files snapshot', asset, host: hostname(), startTime: new Date(started).toISOString(), endTime: new Date().toISOString(), durationMs: Date.now() - started, result: 'failed', error: errorMessage(e) }).catch(() => undefined);
-      throw e;
-    }
+    const { id, manifest } = await recordedRun(
+      repo,
+      { job: 'files snapshot', asset },
+      () =>
+        withLock(
+          repo,
+          `files snapshot ${root}`,
+          false,
+          async () => {
+            const prior = await listSnapshots(repo, { kind: 'files', asset });
+            return backupTree(repo, {
+              root,
+              kind: 'files',
+              asset,
+              labels: strs(values.label),
+              parent: prior.at(-1),
+              force: !!values.force,
+              onProgress: (p) => ctx.progress.update(backupProgressLine(p)),
+            });
+          },
+          lockWait,
+        ),
+      (r) => ({ bytes: r.manifest.stats.storedBytes, snapshot: r.id }),
+    );
+    ctx.progress.done();
+    const s = manifest.stats;
+    ctx.out({ id, ...manifest, tree: undefined }, () =>
+      [
+        `snapshot ${id.slice(0, 12)} of ${root} saved`,
+        `  ${s.files} files (${s.filesRead} read, ${s.filesUnchanged} unchanged), ${s.dirs} dirs, ${s.symlinks} symlinks, ${bytes(s.bytes)}`,
+        `  added ${bytes(s.newBytes)} of new data, ${bytes(s.storedBytes)} stored, in ${duration(s.durationMs)}`,
+      ].join('\n'),
+    );
   },
 };
 

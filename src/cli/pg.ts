@@ -1,18 +1,17 @@
 /** `ferry pg snapshot | snapshots | restore`: PostgreSQL physical snapshots and point-in-time recovery. */
 import { realpathSync } from 'node:fs';
-import { hostname } from 'node:os';
 import { resolve } from 'node:path';
 import { withLock } from '../repo/lock.ts';
 import { listSnapshots } from '../repo/manifest.ts';
-import { recordRun } from '../repo/runs.ts';
+import { recordedRun } from '../repo/runs.ts';
 import type { PgSnapshotMeta } from '../postgres/meta.ts';
 import { parseTargetTime, type RecoveryTarget } from '../postgres/plan.ts';
 import { restorePg } from '../postgres/restore.ts';
 import { DEFAULT_PG_ASSET, takePgSnapshot } from '../postgres/snapshot.ts';
 import { parseLsn } from '../postgres/walname.ts';
-import { UsageError, errorMessage } from '../util/errors.ts';
+import { UsageError } from '../util/errors.ts';
 import { bytes, duration, table } from '../util/format.ts';
-import { seconds, str, strs, type Command } from './command.ts';
+import { backupProgressLine, seconds, str, strs, type Command } from './command.ts';
 import type { Context } from './context.ts';
 
 const snapshot: Command = {
@@ -34,41 +33,40 @@ const snapshot: Command = {
   async run(ctx, { values }) {
     const repo = await ctx.repo();
     const asset = str(values.asset) ?? DEFAULT_PG_ASSET;
-    const started = Date.now();
     const lockWait = seconds(str(values['lock-wait']), 600, '--lock-wait');
-    try {
-      const r = await withLock(
-        repo,
-        'pg snapshot',
-        false,
-        () =>
-          takePgSnapshot(repo, {
-            asset,
-            labels: strs(values.label),
-            pgdata: str(values.pgdata) ?? ctx.env.PGDATA,
-            fingerprint: !values['no-fingerprint'],
-            archiveCheck: !values['no-archive-check'],
-            onProgress: (p) => ctx.progress.update(`files ${p.filesDone}/${p.filesTotal}  ${bytes(p.bytesDone)}/${bytes(p.bytesTotal)}  new ${bytes(p.newBytes)}  stored ${bytes(p.storedBytes)}`),
-          }),
-        lockWait,
-      );
-      ctx.progress.done();
-      const s = r.manifest.stats;
-      await recordRun(repo, { job: 'pg snapshot', asset, host: hostname(), startTime: new Date(started).toISOString(), endTime: new Date().toISOString(), durationMs: Date.now() - started, result: 'ok', bytes: s.storedBytes, snapshot: r.id });
-      if (r.meta.checksumFailures.length) {
-        ctx.warn(`${r.meta.checksumFailures.length} page(s) failed checksum validation: ${r.meta.checksumFailures.slice(0, 5).map((f) => `${f.file} block ${f.block}`).join(', ')}`);
-      }
-      ctx.out({ id: r.id, ...r.manifest, tree: undefined }, () =>
-        [
-          `snapshot ${r.id.slice(0, 12)} of PostgreSQL ${r.meta.systemIdentifier} saved (timeline ${r.meta.timeline}, LSN ${r.meta.startLsn} .. ${r.meta.stopLsn})`,
-          `  ${s.files} files, ${bytes(s.bytes)}: ${s.filesRead} read, ${s.filesUnchanged} unchanged; ${bytes(s.newBytes)} new, ${bytes(s.storedBytes)} stored, in ${duration(s.durationMs)}`,
-          r.meta.fingerprint ? `  fingerprint: ${r.meta.fingerprint.tables.length} tables at LSN ${r.meta.fingerprint.lsn}` : '  no fingerprint',
-        ].join('\n'),
-      );
-    } catch (e) {
-      await recordRun(repo, { job: 'pg snapshot', asset, host: hostname(), startTime: new Date(started).toISOString(), endTime: new Date().toISOString(), durationMs: Date.now() - started, result: 'failed', error: errorMessage(e) }).catch(() => undefined);
-      throw e;
+    const r = await recordedRun(
+      repo,
+      { job: 'pg snapshot', asset },
+      () =>
+        withLock(
+          repo,
+          'pg snapshot',
+          false,
+          () =>
+            takePgSnapshot(repo, {
+              asset,
+              labels: strs(values.label),
+              pgdata: str(values.pgdata) ?? ctx.env.PGDATA,
+              fingerprint: !values['no-fingerprint'],
+              archiveCheck: !values['no-archive-check'],
+              onProgress: (p) => ctx.progress.update(backupProgressLine(p)),
+            }),
+          lockWait,
+        ),
+      (x) => ({ bytes: x.manifest.stats.storedBytes, snapshot: x.id }),
+    );
+    ctx.progress.done();
+    const s = r.manifest.stats;
+    if (r.meta.checksumFailures.length) {
+      ctx.warn(`${r.meta.checksumFailures.length} page(s) failed checksum validation: ${r.meta.checksumFailures.slice(0, 5).map((f) => `${f.file} block ${f.block}`).join(', ')}`);
     }
+    ctx.out({ id: r.id, ...r.manifest, tree: undefined }, () =>
+      [
+        `snapshot ${r.id.slice(0, 12)} of PostgreSQL ${r.meta.systemIdentifier} saved (timeline ${r.meta.timeline}, LSN ${r.meta.startLsn} .. ${r.meta.stopLsn})`,
+        `  ${s.files} files, ${bytes(s.bytes)}: ${s.filesRead} read, ${s.filesUnchanged} unchanged; ${bytes(s.newBytes)} new, ${bytes(s.storedBytes)} stored, in ${duration(s.durationMs)}`,
+        r.meta.fingerprint ? `  fingerprint: ${r.meta.fingerprint.tables.length} tables at LSN ${r.meta.fingerprint.lsn}` : '  no fingerprint',
+      ].join('\n'),
+    );
   },
 };
 

@@ -171,17 +171,22 @@ async function fetchRun(ctx: Context, { positionals, values }: ParsedArgs): Prom
         if (ctx.json) ctx.out({ name, dest, bytes: got.bytes, prefetched: true }, () => '');
         return;
       }
-      const data = await fetchWalOpening(ctx.repo(), ctx.storage(), name);
-      await writeFileAtomic(dest, data);
-      await a.recordWant(spool, name, data.length, repoUrl);
+      const n = await fetchInto(ctx, name, dest);
+      await a.recordWant(spool, name, n, repoUrl);
       ensureWorker();
-      if (ctx.json) ctx.out({ name, dest, bytes: data.length, prefetched: false }, () => '');
+      if (ctx.json) ctx.out({ name, dest, bytes: n, prefetched: false }, () => '');
       return;
     }
-    const data = await fetchWalOpening(ctx.repo(), ctx.storage(), name);
-    await writeFileAtomic(dest, data);
-    if (ctx.json) ctx.out({ name, dest, bytes: data.length }, () => '');
+    const n = await fetchInto(ctx, name, dest);
+    if (ctx.json) ctx.out({ name, dest, bytes: n }, () => '');
   }
+}
+
+/** One WAL file from the repository into `dest` (atomically); returns its size. */
+async function fetchInto(ctx: Context, name: string, dest: string): Promise<number> {
+  const data = await fetchWalOpening(ctx.repo(), ctx.storage(), name);
+  await writeFileAtomic(dest, data);
+  return data.length;
 }
 
 const list: Command = {

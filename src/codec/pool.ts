@@ -115,12 +115,6 @@ export class CodecPool {
     }
   }
 
-  /** Bytes of input waiting or in flight. */
-  get pending(): number {
-    let n = 0;
-    for (const x of this.waiting.values()) for (const j of x.jobs) n += j.input.length;
-    return n + this.queuedBytes.seal + this.queuedBytes.open;
-  }
 
   /** Seals `plain`; `consume` must copy what it needs from the sealed bytes before returning. */
   seal<T>(id: Buffer, plain: Uint8Array, consume: (sealed: Buffer) => T): Promise<T> {

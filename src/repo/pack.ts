@@ -135,10 +135,3 @@ export function parsePackHeader(key: MasterKey, tail: Buffer, packSize: number, 
   if (offset + hlen + 8 !== packSize) throw new IntegrityError(`pack ${where} blobs do not add up to its size`);
   return entries;
 }
-
-/** How many bytes from the end of a pack to read to get its header (first guess). */
-export const HEADER_TAIL_GUESS = 64 * 1024;
-
-export function headerLengthFromTail(tail: Buffer): number {
-  return tail.readUInt32LE(tail.length - 8) + 8;
-}

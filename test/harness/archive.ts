@@ -47,18 +47,26 @@ export async function archivedCluster(opts: StartClusterOptions = {}): Promise<A
   };
 }
 
+/** Waits until PostgreSQL reports WAL file `name` (or a later one) archived. */
+export async function waitArchived(c: TestCluster, name: string, timeoutMs = 90_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const [s] = await c.query<{ last: string | null; failed: string | null; fc: string }>(
+      'SELECT last_archived_wal AS last, last_failed_wal AS failed, failed_count AS fc FROM pg_stat_archiver',
+    );
+    if (s.last && s.last >= name) return;
+    if (Date.now() > deadline) throw new Error(`${name} not archived in ${timeoutMs} ms (last ${s.last}, failed ${s.failed} x${s.fc})\n${c.logTail(30)}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
 /** Forces the current WAL segment out and waits until it is archived. */
 export async function switchAndWaitArchived(c: TestCluster, timeoutMs = 60_000): Promise<string> {
   // A WAL record first, so the switch always closes a segment that has something in it.
   await c.query("SELECT pg_logical_emit_message(false, 'ferry-test', 'switch')");
   const [{ name }] = await c.query<{ name: string }>('SELECT pg_walfile_name(pg_switch_wal()) AS name');
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const [s] = await c.query<{ last: string | null; failed: string | null }>('SELECT last_archived_wal AS last, last_failed_wal AS failed FROM pg_stat_archiver');
-    if (s.last && s.last >= name) return name;
-    if (Date.now() > deadline) throw new Error(`WAL ${name} not archived within ${timeoutMs} ms (last ${s.last}, failed ${s.failed}): ${c.logTail(20)}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
+  await waitArchived(c, name, timeoutMs);
+  return name;
 }
 
 /** A client for a server `ferry pg restore --start` started (socket in its data directory). */

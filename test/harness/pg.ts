@@ -22,6 +22,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 import { asPostgres, chownToPostgres, isRoot, makeTempDir, onExitStop, postgresUser, type TempDir } from './tmp.ts';
+import { pgBinDir } from '../../src/postgres/binaries.ts';
 
 export interface StartClusterOptions {
   /** Extra initdb arguments, e.g. ['--data-checksums']. Ignored with `dataDir`. */
@@ -94,42 +95,10 @@ const registry = new Set<string>();
 let registryHook = false;
 
 /**
- * Where the PostgreSQL server binaries are: $FERRY_PG_BIN, else the highest
- * /usr/lib/postgresql/<v>/bin, else `pg_config --bindir`. Throws when none has
- * `postgres` and `initdb`. scripts/setup.mjs repeats this lookup; keep them in step.
+ * Where the PostgreSQL server binaries are: the product's own lookup
+ * ($FERRY_PG_BIN, /usr/lib/postgresql/<v>/bin, pg_config); scripts/setup.mjs repeats it.
  */
-export function pgBinDir(): string {
-  const ok = (d: string | undefined): d is string =>
-    !!d && existsSync(join(d, 'postgres')) && existsSync(join(d, 'initdb'));
-  const tried: string[] = [];
-  const fromEnv = process.env.FERRY_PG_BIN;
-  if (fromEnv) {
-    if (ok(fromEnv)) return fromEnv;
-    throw new Error(`FERRY_PG_BIN=${fromEnv} does not contain the PostgreSQL server binaries (postgres, initdb)`);
-  }
-  const root = '/usr/lib/postgresql';
-  if (existsSync(root)) {
-    const versions = readdirSync(root)
-      .filter((v) => /^\d+(\.\d+)?$/.test(v))
-      .sort((a, b) => parseFloat(b) - parseFloat(a));
-    for (const v of versions) {
-      const d = join(root, v, 'bin');
-      tried.push(d);
-      if (ok(d)) return d;
-    }
-  }
-  try {
-    const d = execFileSync('pg_config', ['--bindir'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
-    tried.push(d);
-    if (ok(d)) return d;
-  } catch {
-    tried.push('pg_config (not found)');
-  }
-  throw new Error(
-    `PostgreSQL server binaries not found (tried ${tried.join(', ') || '/usr/lib/postgresql/*/bin, pg_config'}); ` +
-      'install them with `sudo apt-get install postgresql-15` (or run `npm test`, which runs scripts/setup.mjs), or set FERRY_PG_BIN',
-  );
-}
+export { pgBinDir };
 
 /** Picks a free TCP port on 127.0.0.1 by binding port 0. */
 export async function freePort(): Promise<number> {

@@ -14,6 +14,7 @@ import { FERRY, ferry, ferryOk } from '../harness/cli.ts';
 import { startCluster, type TestCluster } from '../harness/pg.ts';
 import { chownToPostgres, makeTempDir, type TempDir } from '../harness/tmp.ts';
 import { spoolLayout, waitWorkerGone, workerRunning, PUSH_WORKER_MARKER, FETCH_WORKER_MARKER } from '../../src/postgres/wal-async.ts';
+import { waitArchived } from '../harness/archive.ts';
 
 let tmp: TempDir;
 let cluster: TestCluster;
@@ -24,17 +25,6 @@ let spool: string;
 let base: string;
 let expected: { s: string; h: string };
 
-async function waitArchived(c: TestCluster, name: string, timeoutMs = 90_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const [s] = await c.query<{ last: string | null; failed: string | null; fc: string }>(
-      'SELECT last_archived_wal AS last, last_failed_wal AS failed, failed_count AS fc FROM pg_stat_archiver',
-    );
-    if (s.last && s.last >= name) return;
-    if (Date.now() > deadline) throw new Error(`${name} not archived in ${timeoutMs} ms (last ${s.last}, failed ${s.failed} x${s.fc})\n${c.logTail(30)}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
-}
 
 const node = process.execPath;
 

@@ -17,6 +17,7 @@ import { startS3Server, type S3Server } from '../harness/s3.ts';
 import { chownToPostgres, makeTempDir, type TempDir } from '../harness/tmp.ts';
 import { checkWalFile, contentEnd, covers, readLongPageHeader, sealWal, unsealWal, walAad } from '../../src/postgres/wal.ts';
 import { IntegrityError } from '../../src/util/errors.ts';
+import { waitArchived } from '../harness/archive.ts';
 
 const SEG = 16 << 20;
 let tmp: TempDir;
@@ -35,17 +36,6 @@ function fakeSegment(size = SEG): Buffer {
   return b;
 }
 
-async function waitArchived(c: TestCluster, name: string, timeoutMs = 90_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const [s] = await c.query<{ last: string | null; failed: string | null; fc: string }>(
-      'SELECT last_archived_wal AS last, last_failed_wal AS failed, failed_count AS fc FROM pg_stat_archiver',
-    );
-    if (s.last && s.last >= name) return;
-    if (Date.now() > deadline) throw new Error(`${name} not archived in ${timeoutMs} ms (last ${s.last}, failed ${s.failed} x${s.fc})\n${c.logTail(30)}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
-}
 
 before(async () => {
   tmp = makeTempDir('ferry-wal-', { forPostgres: true });
