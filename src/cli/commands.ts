@@ -18,6 +18,9 @@ const groups: CommandGroup[] = [
   { words: ['pg'], load: async () => (await import('./pg.ts')).pgCommands },
   { words: ['wal'], load: async () => (await import('./wal.ts')).walCommands },
   { words: ['pg', 'expire'], load: async () => (await import('./pgverify.ts')).retentionCommands },
+  { words: ['pg'], load: async () => (await import('./export.ts')).exportCommands },
+  { words: ['pg'], load: async () => (await import('./restoretable.ts')).restoreTableCommands },
+  { words: ['incident'], load: async () => (await import('./incident.ts')).incidentCommands },
   { words: ['demo'], load: async () => (await import('./demo.ts')).demoCommands },
 ];
 
