@@ -128,7 +128,7 @@ function targetFrom(values: Record<string, unknown>): RecoveryTarget {
 }
 
 /** What restore_command needs to reach this repository, as files and URLs (never a passphrase). */
-function restoreEnv(ctx: Context): Record<string, string> {
+export function restoreEnv(ctx: Context): Record<string, string> {
   const env: Record<string, string> = { FERRY_REPO: ctx.repoUrl().includes('://') ? ctx.repoUrl() : resolve(ctx.repoUrl()) };
   if (ctx.settings.keyFile) env.FERRY_KEY_FILE = resolve(ctx.settings.keyFile);
   else if (ctx.settings.passwordFile) env.FERRY_PASSWORD_FILE = resolve(ctx.settings.passwordFile);

@@ -44,6 +44,8 @@ export interface PgRestoreOptions {
   port?: number;
   /** Turn archiving off in the restored cluster (e.g. a drill or a scratch copy). */
   noArchive?: boolean;
+  /** Called after the recovery settings are written and before the server starts (a scratch copy adjusts its access here). */
+  beforeStart?: (targetDir: string) => Promise<void>;
   timeoutMs?: number;
   onProgress?: (p: RestoreProgress) => void;
   onStep?: (s: string) => void;
@@ -175,6 +177,7 @@ export async function restorePg(repo: Repository, opts: PgRestoreOptions): Promi
     ...(lastAt !== undefined ? { lastArchivedAt: new Date(lastAt).toISOString() } : {}),
   };
   if (!opts.start) return report;
+  await opts.beforeStart?.(targetDir);
 
   // 4. start, wait for promotion, report
   const bin = pgBinDir(Math.floor(meta.serverVersion / 10000));
