@@ -11,9 +11,10 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, readdirSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { existsSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { ferry } from '../harness/cli.ts';
+import { childEnv, FERRY, ferry } from '../harness/cli.ts';
 import { archivedCluster, switchAndWaitArchived, type ArchivedCluster } from '../harness/archive.ts';
 
 let a: ArchivedCluster;
@@ -22,6 +23,7 @@ let scratchDir: string;
 let t0: string;
 /** After them, just before the DELETE. */
 let t1: string;
+let snapshotId: string;
 
 async function now(): Promise<string> {
   const [{ t }] = await a.cluster.query<{ t: string }>("SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') AS t");
@@ -66,6 +68,7 @@ before(async () => {
   `);
   const snap = await ferry(['pg', 'snapshot', '--json'], { env: a.env });
   assert.equal(snap.code, 0, snap.stderr);
+  snapshotId = JSON.parse(snap.stdout).id;
   t0 = await now();
   await a.cluster.psql(`
     INSERT INTO users (email, name) SELECT 'u' || g || '@example.com', 'Later ' || g FROM generate_series(51, 55) g;
@@ -129,6 +132,11 @@ describe('pg restore-table', () => {
     assert.equal(p.delete, 0);
     assert.equal(p.dryRun, true);
     assert.equal(p.applied, false);
+    assert.equal(await fingerprint(), before);
+    // --from-snapshot restores the snapshot to its consistent point: the 50 users taken then
+    const s = await restoreTable(['users', '--from-snapshot', snapshotId.slice(0, 12), '--mode', 'merge', '--dry-run']);
+    assert.equal(s.code, 0, s.stderr);
+    assert.match(s.stdout, /public\.users \(merge\): 50 row\(s\) restored; would insert 50, update 0, delete 0 \(0 unchanged\)\ndry run: nothing was changed/);
     assert.equal(await fingerprint(), before);
     assertNoScratchLeft();
   });
@@ -214,5 +222,64 @@ describe('pg restore-table', () => {
       await rows("SELECT format('%s|%s|%s', g, 'v' || g, decode(md5(g::text), 'hex')) AS r FROM generate_series(1, 20) g ORDER BY g"),
     );
     assertNoScratchLeft();
+  });
+
+  it('replace follows cascades to blocked rows deeper down, and with the dependents included makes the table equal', async () => {
+    await a.cluster.psql(`
+      CREATE TABLE reviews (id int PRIMARY KEY, application_id int REFERENCES applications ON DELETE RESTRICT, note text);
+      INSERT INTO reviews SELECT 1, min(id), 'on a later application' FROM applications WHERE user_id > 50;
+      INSERT INTO reviews SELECT 2, min(id), 'on an old application' FROM applications WHERE user_id <= 50;
+    `);
+    const dependentApps = Number((await rows('SELECT count(*)::text AS r FROM applications WHERE user_id > 50'))[0]);
+    const dry = await restoreTable(['public.users', '--from-time', t0, '--mode', 'replace', '--dry-run']);
+    assert.equal(dry.code, 0, dry.stderr);
+    assert.match(dry.stdout, new RegExp(`public\\.applications: ${dependentApps} row\\(s\\) deleted \\(ON DELETE CASCADE\\) via applications_user_id_fkey \\(references public\\.users\\)`));
+    assert.match(dry.stdout, /public\.reviews: 1 row\(s\) blocking \(RESTRICT \/ NO ACTION\) via reviews_application_id_fkey \(references public\.applications\)/);
+    const before = await fingerprint();
+    const partly = await restoreTable(['public.users', '--from-time', t0, '--mode', 'replace', '--yes', '--include-dependents', 'public.applications']);
+    assert.equal(partly.code, 1);
+    assert.match(partly.stderr, /1 row\(s\) of public\.reviews would block it/);
+    assert.doesNotMatch(partly.stderr, /of public\.applications/);
+    assert.equal(await fingerprint(), before);
+    const ok = await restoreTable(['public.users', '--from-time', t0, '--mode', 'replace', '--yes', '--include-dependents', 'applications,public.reviews', '--json']);
+    assert.equal(ok.code, 0, ok.stderr);
+    assert.equal(JSON.parse(ok.stdout).applied, true);
+    assert.deepEqual(
+      await rows("SELECT format('%s|%s|%s', id, email, name) AS r FROM users ORDER BY id"),
+      await rows("SELECT format('%s|%s|%s', g, 'u' || g || '@example.com', 'User ' || g) AS r FROM generate_series(1, 50) g ORDER BY g"),
+    );
+    assert.deepEqual(await rows('SELECT count(*)::text AS r FROM applications WHERE user_id > 50'), ['0']);
+    assert.deepEqual(await rows('SELECT note AS r FROM reviews'), ['on an old application']);
+    assertNoScratchLeft();
+  });
+
+  it('an interrupted restore (SIGINT) stops the scratch server and removes its directory', async (t) => {
+    const child = spawn(FERRY, ['pg', 'restore-table', 'public.users', '--from-time', t1, '--mode', 'merge', '--dry-run', '--scratch-dir', scratchDir], { env: childEnv(a.env), stdio: ['ignore', 'pipe', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (d) => (stderr += d));
+    const exited = new Promise<number | null>((r) => child.on('close', (code) => r(code)));
+    let running = false;
+    let done = false;
+    void exited.then(() => (done = true));
+    while (!done && !running) {
+      running = readdirSync(scratchDir).some((d) => existsSync(join(scratchDir, d, 'data', 'postmaster.pid')));
+      if (!running) await new Promise((r) => setTimeout(r, 20));
+    }
+    if (running) child.kill('SIGINT');
+    t.diagnostic(`interrupted while the scratch server was running: ${running}`);
+    const code = await exited;
+    if (running) {
+      assert.equal(code, 130, stderr);
+      assert.match(stderr, /SIGINT: stopping the scratch server and removing it/);
+    }
+    assertNoScratchLeft();
+    const procs = readdirSync('/proc').filter((p) => /^\d+$/.test(p)).filter((p) => {
+      try {
+        return readFileSync(`/proc/${p}/cmdline`, 'utf8').includes(scratchDir);
+      } catch {
+        return false;
+      }
+    });
+    assert.deepEqual(procs, [], 'no server of the scratch directory is left running');
   });
 });
