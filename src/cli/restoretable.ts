@@ -2,6 +2,7 @@
 import { connect, type Client } from '../postgres/connect.ts';
 import { parseTargetTime } from '../postgres/plan.ts';
 import { applyTableRestore } from '../tablerestore/apply.ts';
+import { connectLive, parseKeywordConninfo } from '../tablerestore/conninfo.ts';
 import { displayName, parseTableName } from '../tablerestore/name.ts';
 import { checkSameShape, describeTable, requireKey, type DependentEffect, type Included, type Mode, type TablePlan } from '../tablerestore/plan.ts';
 import { checkSource, exportNotAvailable, openPhysicalScratch, type Scratch, type TableSource } from '../tablerestore/source.ts';
@@ -104,9 +105,10 @@ const restoreTable: Command = {
     const lockTimeoutMs = seconds(str(values['lock-timeout']), 30, '--lock-timeout');
     const timeoutMs = seconds(str(values.timeout), 3600, '--timeout');
     const into = str(values.into);
+    if (into !== undefined && !/^postgres(ql)?:\/\//.test(into)) parseKeywordConninfo(into);
     const clock = commandClock(ctx);
 
-    const live = await connect(into);
+    const live = await connectLive(into);
     let scratch: Scratch | undefined;
     let scratchClient: Client | undefined;
     let closer: (() => Promise<void>) | undefined;

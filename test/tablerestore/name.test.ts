@@ -3,6 +3,7 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { displayName, parseTableName } from '../../src/tablerestore/name.ts';
 import { refusal, restoredTableName, type TablePlan } from '../../src/tablerestore/plan.ts';
+import { parseKeywordConninfo, redact } from '../../src/tablerestore/conninfo.ts';
 import { UsageError } from '../../src/util/errors.ts';
 
 describe('parseTableName', () => {
@@ -66,5 +67,21 @@ describe('refusal', () => {
     const e = refusal(plan({ mode: 'merge', insert: 5, missingParents: [{ constraint: 'applications_user_id_fkey', table: 'public.users', rows: 5 }] }), new Set(), false);
     assert.match(e!.message, /5 row\(s\) reference public\.users rows that do not exist/);
     assert.match(e!.hint!, /restore public\.users first/);
+  });
+});
+
+describe('--into CONNINFO', () => {
+  it('reads keyword/value pairs with quoted values', () => {
+    assert.deepEqual(parseKeywordConninfo("host=/run/postgresql port=5433 dbname='my db' user=app password='it\\'s'"), { host: '/run/postgresql', port: '5433', database: 'my db', user: 'app', password: "it's" });
+  });
+  it('refuses unknown keywords and broken syntax', () => {
+    assert.throws(() => parseKeywordConninfo('host=x options=-csearch_path=evil'), /unsupported connection keyword "options"/);
+    assert.throws(() => parseKeywordConninfo("dbname='open"), /not closed/);
+    assert.throws(() => parseKeywordConninfo('dbname'), /has no value/);
+  });
+  it('never shows a password', () => {
+    assert.equal(redact('postgresql://app:s3cret@db/x'), 'postgresql://app:***@db/x');
+    assert.equal(redact("host=db password='a b' dbname=x"), 'host=db password=*** dbname=x');
+    assert.equal(redact('host=db password=s3cret'), 'host=db password=***');
   });
 });

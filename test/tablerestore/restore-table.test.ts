@@ -133,8 +133,14 @@ describe('pg restore-table', () => {
     assert.equal(p.dryRun, true);
     assert.equal(p.applied, false);
     assert.equal(await fingerprint(), before);
+    // --into (keyword/value form) wins over the PG* environment
+    const into = `host=${a.cluster.socketDir} port=${a.cluster.port} dbname=postgres user=postgres`;
+    const bad = await restoreTable(['public.users', '--from-time', t1, '--mode', 'merge', '--dry-run', '--into', 'host=/nonexistent port=1 password=s3cret']);
+    assert.equal(bad.code, 1);
+    assert.match(bad.stderr, /cannot connect to the live database at host=\/nonexistent port=1 password=\*\*\*/);
+    assert.doesNotMatch(bad.stderr, /s3cret/);
     // --from-snapshot restores the snapshot to its consistent point: the 50 users taken then
-    const s = await restoreTable(['users', '--from-snapshot', snapshotId.slice(0, 12), '--mode', 'merge', '--dry-run']);
+    const s = await restoreTable(['users', '--from-snapshot', snapshotId.slice(0, 12), '--mode', 'merge', '--dry-run', '--into', into], { PGHOST: '/nonexistent', PGPORT: '1' });
     assert.equal(s.code, 0, s.stderr);
     assert.match(s.stdout, /public\.users \(merge\): 50 row\(s\) restored; would insert 50, update 0, delete 0 \(0 unchanged\)\ndry run: nothing was changed/);
     assert.equal(await fingerprint(), before);
