@@ -13,6 +13,8 @@ export const RepositorySchema = z
     key_file: z.string().optional(),
     s3_endpoint: z.string().optional(),
     compression_level: z.number().int().min(0).max(19).optional(),
+    /** Cold tier for compliance exports (another path, bucket or prefix); see docs/exports.md. */
+    cold_url: z.string().min(1).optional(),
   })
   .strict();
 
