@@ -15,7 +15,7 @@
  * readable in hot, in cold, or in both; the next run finishes the move.
  */
 import type { Credential } from '../codec/keys.ts';
-import { DIRS } from '../repo/format.ts';
+import { DIRS, parseConfig } from '../repo/format.ts';
 import type { IndexFile, IndexedPack } from '../repo/index.ts';
 import { loadManifest } from '../repo/manifest.ts';
 import { PackBuilder, packKey } from '../repo/pack.ts';
@@ -44,6 +44,11 @@ export async function openColdTier(hot: Repository, storage: Storage, creds: Cre
   const exists = !!(await storage.stat('config'));
   if (!exists && !create) return undefined;
   await assertDistinct(hot, storage);
+  const other = () =>
+    new ConfigError(`${storage.location} holds another Ferry repository, not the cold tier of ${hot.location} (id ${hot.config.id.slice(0, 12)})`, {
+      hint: 'give the cold tier an empty location; Ferry creates it there',
+    });
+  if (exists && parseConfig(await storage.get('config'), storage.location).id !== hot.config.id) throw other();
   if (!exists) {
     await copySlots(hot, storage);
     // Last: a location is a repository once its config exists.
@@ -52,11 +57,7 @@ export async function openColdTier(hot: Repository, storage: Storage, creds: Cre
     });
   }
   const cold = await Repository.open(storage, creds, hot.clock);
-  if (cold.config.id !== hot.config.id || cold.config.mac !== hot.config.mac) {
-    throw new ConfigError(`${storage.location} holds another Ferry repository (id ${cold.config.id.slice(0, 12)}), not the cold tier of ${hot.location} (id ${hot.config.id.slice(0, 12)})`, {
-      hint: 'give the cold tier an empty location; Ferry creates it there',
-    });
-  }
+  if (cold.config.id !== hot.config.id || cold.config.mac !== hot.config.mac) throw other();
   // Slots added to the hot repository later (key rotation) open the cold tier too.
   await copySlots(hot, storage);
   return cold;
