@@ -60,6 +60,8 @@ export interface Proposal {
   reason: string;
 }
 
+/** pg_type's relfilenode (mapped; 1247 unless pg_type was rewritten). */
+const PG_TYPE_NODE = 1247;
 /** Below FirstNormalObjectId, relation files belong to the system catalogs. */
 const FIRST_NORMAL_OID = 16384;
 const SYSTEM_SCHEMAS = new Set(['pg_catalog', 'pg_toast', 'information_schema']);
@@ -103,6 +105,8 @@ export function withFormerFiles(txs: readonly CommittedTx[], names: Names): Name
 export interface NodeKinds {
   /** Relation files seen with index records in the scan. */
   indexNodes: ReadonlySet<string>;
+  /** Relation files seen with heap records in the scan. */
+  heapNodes?: ReadonlySet<string>;
 }
 
 function fallbackName(f: RelFile): string {
@@ -131,13 +135,15 @@ function oidName(db: number, oid: number, names: Names): string | undefined {
  * What a committed transaction did, per table and operation:
  * - delete / update: rows counted from heap records;
  * - truncate: Heap TRUNCATE records (wal_level = logical) name the tables by OID;
- *   otherwise a transaction that dropped relation files and created files it left
- *   empty swapped in new, empty files: the tables it locked are the truncated ones
- *   (VACUUM FULL, CLUSTER and rewrites fill their new files, so they do not match);
- *   a Storage TRUNCATE inside a transaction names the file;
- * - drop: the transaction dropped relation files and deleted pg_class rows. The
- *   dropped tables no longer exist, so they show as `rel spc/db/node` (files seen
- *   with index records in the scan are left out).
+ *   otherwise a transaction that dropped relation files and created new ones that it
+ *   left empty truncated the tables those new files belong to (VACUUM FULL, CLUSTER
+ *   and rewrites fill their new files, so they do not match); a Storage TRUNCATE
+ *   inside a transaction names the file;
+ * - drop: the transaction dropped relation files and deleted pg_class and pg_type
+ *   rows (a table's row type goes with it; an index or a sequence has none). The
+ *   dropped tables no longer exist, so they show as `rel spc/db/node`: the dropped
+ *   files the scan saw heap records for, else every dropped file not seen with
+ *   index records (indexes and toast of a table the scan never wrote to show too).
  */
 export function describeTx(tx: CommittedTx, names: Names, kinds: NodeKinds): TableChange[] {
   const out: TableChange[] = [];
@@ -165,23 +171,41 @@ export function describeTx(tx: CommittedTx, names: Names, kinds: NodeKinds): Tab
     add(fileName(f, names, kinds), 'truncate', null);
     truncated = true;
   }
-  if (!truncated && tx.dropped.length > 0 && tx.createdEmpty.length > 0) {
+  if (!truncated && tx.dropped.length > 0 && tx.created.length > 0) {
+    // New files for old ones: a TRUNCATE leaves the table's new file empty, a rewrite
+    // (VACUUM FULL, CLUSTER, ALTER TABLE) fills it. Toast and index files are not tables.
+    const empty = new Set(tx.createdEmpty.map(relKey));
     const before = out.length;
-    for (const l of tx.lockedOids) add(oidName(l.db, l.oid, names), 'truncate', null);
-    if (out.length === before) {
-      // The tables were replaced or dropped since: name them by their new (empty) files.
-      for (const f of tx.createdEmpty) add(fileName(f, names, kinds), 'truncate', null);
-    }
-    truncated = out.length > before;
-  }
-  if (tx.dropped.length > 0 && tx.catalogDeletes > 0) {
-    const createdKeys = new Set(tx.created.map(relKey));
-    for (const f of tx.dropped) {
-      if (createdKeys.has(relKey(f))) continue; // created and dropped in one transaction: nothing lost
+    for (const f of tx.created) {
       const n = names.files.get(relKey(f));
-      if (n) continue; // still exists under this file: not dropped (e.g. an index of a truncated table)
-      add(fileName(f, names, kinds), 'drop', null);
+      if (n && empty.has(relKey(f))) add(userName(n), 'truncate', null);
     }
+    // Files no longer current (truncated again, or dropped since): a relation's heap is
+    // the first file it gets, so an empty first file is a TRUNCATE; name the tables it locked.
+    const first = tx.created[0];
+    if (out.length === before && !names.files.has(relKey(first)) && empty.has(relKey(first))) {
+      for (const l of tx.lockedOids) add(oidName(l.db, l.oid, names), 'truncate', null);
+      if (out.length === before) add(fileName(first, names, kinds), 'truncate', null);
+    }
+  }
+  // A dropped table takes its row type and array type with it (two pg_type rows);
+  // DROP INDEX and DROP SEQUENCE delete none. Transactions that created as many files
+  // as they dropped replaced files (TRUNCATE, rewrites); their transient tables' rows
+  // are deleted too, so they are not drops.
+  let typeDeletes = 0;
+  for (const [k, c] of tx.rows) if (parseRelKey(k).node === PG_TYPE_NODE) typeDeletes += c.deleted;
+  if (tx.dropped.length > tx.created.length && tx.catalogDeletes > 0 && typeDeletes > 0) {
+    const createdKeys = new Set(tx.created.map(relKey));
+    const stillThere = new Set(tx.lockedOids.filter((l) => names.oids.has(`${l.db}/${l.oid}`)).map((l) => `${l.db}/${l.oid}`));
+    const gone = tx.dropped.filter(
+      (f) => !createdKeys.has(relKey(f)) && !names.files.has(relKey(f)) && !kinds.indexNodes.has(relKey(f)) && !stillThere.has(`${f.db}/${f.node}`),
+    );
+    // Files the scan saw heap records for are tables (or their toast). Otherwise, for one
+    // dropped table, its heap is its lowest-numbered file (it is created, and rewritten, first).
+    const heaps = gone.filter((f) => kinds.heapNodes?.has(relKey(f)));
+    const tables = Math.round(typeDeletes / 2);
+    const shown = heaps.length ? heaps : tables <= 1 ? [...gone].sort((a, b) => a.node - b.node).slice(0, 1) : gone;
+    for (const f of shown) add(fileName(f, names, kinds), 'drop', null);
   }
   return out.sort((a, b) => rank(b) - rank(a) || a.name.localeCompare(b.name));
 }
@@ -377,7 +401,7 @@ async function nameAll(txs: CommittedTx[], resolver: NameResolver): Promise<Name
   const oids = new Map<string, { db: number; oid: number }>();
   for (const t of txs) {
     for (const k of t.rows.keys()) files.set(k, parseRelKey(k));
-    for (const f of [...t.dropped, ...t.createdEmpty, ...t.smgrTruncated]) files.set(relKey(f), f);
+    for (const f of [...t.dropped, ...t.created, ...t.smgrTruncated]) files.set(relKey(f), f);
     for (const o of [...t.lockedOids, ...t.truncatedOids]) oids.set(`${o.db}/${o.oid}`, o);
   }
   return withFormerFiles(txs, { files: await resolver.byFile([...files.values()]), oids: await resolver.byOid([...oids.values()]) });

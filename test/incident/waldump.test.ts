@@ -151,10 +151,7 @@ describe('committed transactions from a replica-level capture', () => {
       { name: 'rel 1663/5/16391', op: 'delete', rows: 4 },
       { name: 'rel 1663/5/16384', op: 'delete', rows: 3 },
     ]);
-    assert.deepEqual(describeTx(byXid.get(735)!, none, t), [
-      { name: 'rel 1663/5/16410', op: 'truncate', rows: null },
-      { name: 'rel 1663/5/16411', op: 'truncate', rows: null },
-    ]);
+    assert.deepEqual(describeTx(byXid.get(735)!, none, t), [{ name: 'rel 1663/5/16410', op: 'truncate', rows: null }], 'the first new file is the heap');
   });
 });
 
@@ -170,6 +167,40 @@ describe('committed transactions from a logical-level capture', () => {
       { name: 'public.applications', op: 'truncate', rows: null },
       { name: 'public.users', op: 'truncate', rows: null },
     ]);
+  });
+});
+
+describe('DDL that is not an incident, from a replica-level capture', () => {
+  // big(id pk, payload text) with 200 rows and an index big_payload, then:
+  // xid 758 DROP INDEX big_payload; 759 VACUUM FULL big; 760 DROP TABLE big.
+  const t = track('pg15-ddl.waldump');
+  const byXid = new Map(t.committed.map((c) => [c.xid, c]));
+  const none: Names = { files: new Map(), oids: new Map() };
+  /** As the live database would answer had big not been dropped at the end. */
+  const live: Names = {
+    files: new Map([
+      ['1663/5/16437', table('public', 'big')],
+      ['1663/5/16440', table('pg_toast', 'pg_toast_16429', 't')],
+      ['1663/5/16441', table('pg_toast', 'pg_toast_16429_index', 'i')],
+      ['1663/5/16442', table('public', 'big_pkey', 'i')],
+    ]),
+    oids: new Map([
+      ['5/16429', table('public', 'big')],
+      ['5/16432', table('pg_toast', 'pg_toast_16429', 't')],
+      ['5/16433', table('pg_toast', 'pg_toast_16429_index', 'i')],
+      ['5/16434', table('public', 'big_pkey', 'i')],
+    ]),
+  };
+
+  it('does not report DROP INDEX or VACUUM FULL (its new heap file is filled)', () => {
+    for (const names of [none, live]) {
+      assert.deepEqual(describeTx(byXid.get(758)!, names, t), []);
+      assert.deepEqual(describeTx(byXid.get(759)!, names, t), []);
+    }
+  });
+
+  it('reports one dropped table as its lowest-numbered file', () => {
+    assert.deepEqual(describeTx(byXid.get(760)!, none, t), [{ name: 'rel 1663/5/16437', op: 'drop', rows: null }]);
   });
 });
 
