@@ -5,7 +5,12 @@ import { applyTableRestore } from '../tablerestore/apply.ts';
 import { connectLive, parseKeywordConninfo } from '../tablerestore/conninfo.ts';
 import { displayName, parseTableName } from '../tablerestore/name.ts';
 import { checkSameShape, describeTable, requireKey, type DependentEffect, type Included, type Mode, type TablePlan } from '../tablerestore/plan.ts';
-import { checkSource, exportNotAvailable, openPhysicalScratch, type Scratch, type TableSource } from '../tablerestore/source.ts';
+import { checkSource, openExportScratch, openPhysicalScratch, type Scratch, type TableSource } from '../tablerestore/source.ts';
+import { resolveExport } from '../export/meta.ts';
+import { openColdTier } from '../export/cold.ts';
+import { credentialsFrom } from '../config/load.ts';
+import type { Repository } from '../repo/repository.ts';
+import { openStorage } from '../storage/open.ts';
 import { FerryError, UsageError } from '../util/errors.ts';
 import { seconds, str, strs, type Command } from './command.ts';
 import { commandClock } from './expire.ts';
@@ -62,10 +67,10 @@ const restoreTable: Command = {
   summary: 'restore one table from a snapshot, a point in time or an export into the live database (merge, replace or new table)',
   usage:
     'SCHEMA.TABLE (--from-snapshot ID | --from-time T | --from-export ID) --mode (replace | merge | new-table)\n' +
-    '       [--into CONNINFO] [--dry-run] [--yes] [--include-dependents T1,T2 | --cascade] [--scratch-dir DIR] [--json]',
+    '       [--into CONNINFO] [--dry-run] [--yes] [--include-dependents T1,T2 | --cascade] [--scratch-dir DIR] [--cold URL] [--json]',
   description:
     'Restores the source into a scratch PostgreSQL server (a temporary directory, unix socket only; always stopped\n' +
-    'and removed afterwards), then brings the table into the live database (the libpq environment PGHOST, PGPORT,\n' +
+    'and removed afterwards: a snapshot to its consistent point, a time by PITR, an export with pg_restore), then brings the table into the live database (the libpq environment PGHOST, PGPORT,\n' +
     'PGUSER, PGDATABASE, or --into CONNINFO) in one transaction:\n' +
     '  merge      insert the rows missing from the live table (matched by primary key); existing rows are untouched\n' +
     '  replace    make the live table equal to the restored one (delete, update, insert). Refused while rows of other\n' +
@@ -86,6 +91,7 @@ const restoreTable: Command = {
     'include-dependents': { type: 'string', multiple: true },
     cascade: { type: 'boolean' },
     'scratch-dir': { type: 'string' },
+    cold: { type: 'string' },
     asset: { type: 'string' },
     'lock-timeout': { type: 'string' },
     timeout: { type: 'string' },
@@ -127,27 +133,42 @@ const restoreTable: Command = {
       const liveWhere = `the live database "${db}"`;
       const table = await describeTable(live, name, liveWhere);
       requireKey(table, mode);
-      if (source.kind === 'export') throw exportNotAvailable(source.id);
       const repo = await ctx.repo();
-      await checkSource(repo, source, str(values.asset));
-
-      // 2. the scratch server
-      scratch = await openPhysicalScratch(repo, source, {
+      const common = {
         asset: str(values.asset),
         parentDir: str(values['scratch-dir']),
         ferryCommand: ferryCommand(),
         restoreEnv: restoreEnv(ctx),
         timeoutMs,
-        onCloser: (c) => (closer = c),
-        onStep: (s) => {
+        onCloser: (c: () => Promise<void>) => (closer = c),
+        onStep: (s: string) => {
           if (!ctx.json && !ctx.opts.quiet) process.stderr.write(`ferry: ${s}\n`);
         },
-      });
-      const at = scratch.origin.reached?.lastTransactionTime;
-      const scratchWhere = `the restored database "${db}" (${describeSource(source)}${at ? `, last transaction at ${at}` : ''})`;
-      scratchClient = await connect(scratch.conninfo(db)).catch((e: Error) => {
+      };
+      // 2. the scratch server
+      if (source.kind === 'export') {
+        // The cold tier as `pg export` finds it: --cold > FERRY_COLD_REPO > repository.cold_url.
+        const coldUrl = str(values.cold) ?? (ctx.env.FERRY_COLD_REPO || undefined) ?? ctx.settings.file.repository?.cold_url;
+        const coldStorage = coldUrl ? openStorage(coldUrl, { endpoint: ctx.settings.s3Endpoint }) : undefined;
+        let cold: Repository | undefined;
+        try {
+          cold = coldStorage ? await openColdTier(repo, coldStorage, credentialsFrom(ctx.settings, ctx.env), false) : undefined;
+          await resolveExport({ hot: repo, ...(cold ? { cold } : {}) }, source.id);
+          scratch = await openExportScratch(repo, source.id, name, { ...common, ...(cold ? { cold } : {}) });
+        } finally {
+          await cold?.close().catch(() => undefined);
+          await coldStorage?.close().catch(() => undefined);
+        }
+      } else {
+        await checkSource(repo, source, str(values.asset));
+        scratch = await openPhysicalScratch(repo, source, common);
+      }
+      const at = scratch.origin.reached?.lastTransactionTime ?? scratch.origin.exportTime;
+      const sdb = scratch.database ?? db;
+      const scratchWhere = `the restored database "${sdb}" (${describeSource(source)}${at ? `, ${scratch.origin.exportTime ? 'taken' : 'last transaction'} at ${at}` : ''})`;
+      scratchClient = await connect(scratch.conninfo(sdb)).catch((e: Error) => {
         if (!/does not exist/.test(e.message)) throw e;
-        throw new FerryError(`database "${db}" does not exist in the restored copy (${describeSource(source)})`, { hint: 'connect to a database that existed then (--into or PGDATABASE)' });
+        throw new FerryError(`database "${sdb}" does not exist in the restored copy (${describeSource(source)})`, { hint: 'connect to a database that existed then (--into or PGDATABASE)' });
       });
       const restored = await describeTable(scratchClient, name, scratchWhere);
       checkSameShape(table, restored, scratchWhere);
@@ -155,7 +176,7 @@ const restoreTable: Command = {
       // 3. into the live database, one transaction
       const result = await applyTableRestore(live, scratchClient, table, { mode, dryRun, yes: !!values.yes, included, nowMs: clock.now(), lockTimeoutMs });
       ctx.out(
-        { ...result.plan, dryRun, applied: result.applied, source: { ...source, snapshot: scratch.origin.snapshot, reached: scratch.origin.reached } },
+        { ...result.plan, dryRun, applied: result.applied, source: { ...source, ...scratch.origin } },
         () => planText(result.plan, dryRun, result.applied),
       );
     } finally {

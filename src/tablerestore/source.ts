@@ -17,7 +17,12 @@ import { chooseSnapshot, type RecoveryTarget } from '../postgres/plan.ts';
 import { restorePg, type PgRestoreReport } from '../postgres/restore.ts';
 import { freePort } from '../postgres/scratch.ts';
 import { DEFAULT_PG_ASSET } from '../postgres/snapshot.ts';
-import { ConfigError } from '../util/errors.ts';
+import { exportToFile } from '../export/read.ts';
+import { resolveExport } from '../export/meta.ts';
+import { connect, ident } from '../postgres/connect.ts';
+import { createScratchCluster } from '../postgres/scratch.ts';
+import { PostgresError } from '../util/errors.ts';
+import type { TableName } from './name.ts';
 
 export type TableSource = { kind: 'snapshot'; id: string } | { kind: 'time'; text: string; time: number } | { kind: 'export'; id: string };
 
@@ -27,7 +32,9 @@ export interface Scratch {
   /** Connection string to `database` on the scratch server (unix socket, user postgres). */
   conninfo(database: string): string;
   /** What the scratch holds, for reports: the snapshot and the point recovery reached. */
-  origin: { snapshot?: string; reached?: PgRestoreReport['reached']; export?: string };
+  origin: { snapshot?: string; reached?: PgRestoreReport['reached']; export?: string; exportTime?: string };
+  /** The database to read from, when it is fixed by the source (an export holds one database). */
+  database?: string;
   /** Stops the server (immediate) and removes its directory. Safe to call twice. */
   close(): Promise<void>;
 }
@@ -153,9 +160,51 @@ export async function openPhysicalScratch(repo: Repository, source: Exclude<Tabl
   }
 }
 
-/** An export source needs `exportToFile` from the export module, which this build does not have yet. */
-export function exportNotAvailable(id: string): ConfigError {
-  return new ConfigError(`restoring a table from an export (${id}) is not available yet in this build of Ferry`, {
-    hint: 'use --from-snapshot ID or --from-time T instead',
-  });
+/**
+ * Loads export `id` into a new scratch cluster: the whole schema (pre-data, so the
+ * table's types and sequences exist), then only the table's data. Constraints,
+ * indexes and triggers (post-data) are left out: the scratch copy is only read.
+ */
+export async function openExportScratch(repo: Repository, id: string, table: TableName, opts: ScratchOptions & { cold?: Repository }): Promise<Scratch> {
+  const step = opts.onStep ?? (() => undefined);
+  const { root, owner } = await scratchDir(opts.parentDir);
+  const dataDir = join(root, 'data');
+  const close = makeCloser(dataDir, root, owner);
+  opts.onCloser?.(close);
+  try {
+    const ref = await resolveExport({ hot: repo, ...(opts.cold ? { cold: opts.cold } : {}) }, id);
+    const dump = join(root, 'export.dump');
+    step(`writing export ${ref.id.slice(0, 12)} of database "${ref.meta.database}" (${ref.meta.time}) to the scratch directory`);
+    await exportToFile(repo, ref.id, dump, opts.cold ? { cold: opts.cold } : {});
+    step('creating a scratch cluster');
+    const c = await createScratchCluster(dataDir, { conf: ['fsync = off', 'synchronous_commit = off', 'full_page_writes = off', 'autovacuum = off', "shared_buffers = '128MB'"] });
+    const db = ref.meta.database;
+    const admin = await connect(c.conninfo);
+    try {
+      const has = await admin.query('SELECT 1 FROM pg_database WHERE datname = $1', [db]);
+      if (!has.rowCount) await admin.query(`CREATE DATABASE ${ident(db)}`);
+    } finally {
+      await admin.end().catch(() => undefined);
+    }
+    const restoreBin = join(pgBinDir(Number(/^(\d+)/.exec(ref.meta.pgDumpVersion)?.[1]) || undefined), 'pg_restore');
+    const env = { ...c.env, PGDATABASE: db };
+    step(`loading the schema and the data of ${table.schema}.${table.table} with pg_restore`);
+    // Pre-data of everything: objects the table needs (types, sequences, extensions) come along; a failing
+    // unrelated object (e.g. an extension not installed here) does not stop it, the table's absence later does.
+    const pre = await runPg(restoreBin, ['--section=pre-data', '--no-owner', '--no-privileges', '--no-password', '-d', db, dump], { env }).catch((e: Error) => ({ stdout: '', stderr: e.message }));
+    await runPg(restoreBin, ['--section=data', '--no-owner', '--no-privileges', '--no-password', '--exit-on-error', '-n', table.schema, '-t', table.table, '-d', db, dump], { env }).catch((e: Error) => {
+      throw new PostgresError(`pg_restore could not load ${table.schema}.${table.table} from export ${ref.id.slice(0, 12)}: ${e.message}${pre.stderr ? `; schema step: ${pre.stderr.trim().split('\n').slice(-2).join(' ')}` : ''}`);
+    });
+    return {
+      dataDir,
+      port: c.port,
+      database: db,
+      conninfo: (d) => `postgresql://postgres@/${encodeURIComponent(d)}?host=${encodeURIComponent(dataDir)}&port=${c.port}`,
+      origin: { export: ref.id, exportTime: ref.meta.time },
+      close,
+    };
+  } catch (e) {
+    await close();
+    throw e;
+  }
 }

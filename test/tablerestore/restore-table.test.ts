@@ -24,6 +24,8 @@ let t0: string;
 /** After them, just before the DELETE. */
 let t1: string;
 let snapshotId: string;
+/** A pg_dump export taken at t1 (55 users). */
+let exportId: string;
 
 async function now(): Promise<string> {
   const [{ t }] = await a.cluster.query<{ t: string }>("SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') AS t");
@@ -74,6 +76,9 @@ before(async () => {
     INSERT INTO users (email, name) SELECT 'u' || g || '@example.com', 'Later ' || g FROM generate_series(51, 55) g;
     INSERT INTO applications (user_id, job) SELECT 51 + g % 5, 'later job ' || g FROM generate_series(1, 10) g;
   `);
+  const exp = await ferry(['pg', 'export', '--json'], { env: a.env });
+  assert.equal(exp.code, 0, exp.stderr);
+  exportId = JSON.parse(exp.stdout).id;
   t1 = await now();
   await new Promise((r) => setTimeout(r, 50));
   // the accident
@@ -143,6 +148,14 @@ describe('pg restore-table', () => {
     const s = await restoreTable(['users', '--from-snapshot', snapshotId.slice(0, 12), '--mode', 'merge', '--dry-run', '--into', into], { PGHOST: '/nonexistent', PGPORT: '1' });
     assert.equal(s.code, 0, s.stderr);
     assert.match(s.stdout, /public\.users \(merge\): 50 row\(s\) restored; would insert 50, update 0, delete 0 \(0 unchanged\)\ndry run: nothing was changed/);
+    // --from-export loads the export into a scratch cluster with pg_restore
+    const e = await restoreTable(['public.users', '--from-export', exportId.slice(0, 12), '--mode', 'merge', '--dry-run', '--json']);
+    assert.equal(e.code, 0, e.stderr);
+    const ep = JSON.parse(e.stdout);
+    assert.deepEqual([ep.restoredRows, ep.insert, ep.source.export], [55, 55, exportId]);
+    const noExport = await restoreTable(['public.users', '--from-export', 'abcdef12', '--mode', 'merge']);
+    assert.equal(noExport.code, 2);
+    assert.match(noExport.stderr, /no export abcdef12/);
     assert.equal(await fingerprint(), before);
     assertNoScratchLeft();
   });
