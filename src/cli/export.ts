@@ -37,14 +37,14 @@ interface OpenTiers {
   close(): Promise<void>;
 }
 
-/** Opens both tiers; the cold one only when configured (and, unless `create`, when it exists). */
-async function openTiers(ctx: Context, values: ParsedArgs['values'], create: boolean): Promise<OpenTiers> {
+/** Opens both tiers; the cold one only when configured and, unless opened to `write` (moves), when it exists. */
+async function openTiers(ctx: Context, values: ParsedArgs['values'], write: boolean): Promise<OpenTiers> {
   const hot = await hotRepo(ctx);
   const url = coldUrl(ctx, values);
   if (!url) return { tiers: { hot }, close: async () => undefined };
   const storage = openStorage(url, { endpoint: ctx.settings.s3Endpoint, ...(ctx.opts.verbose ? { log: ctx.log } : {}) });
   try {
-    const cold = await openColdTier(hot, storage, credentialsFrom(ctx.settings, ctx.env), create);
+    const cold = await openColdTier(hot, storage, credentialsFrom(ctx.settings, ctx.env), write);
     return {
       tiers: { hot, cold },
       url,
@@ -261,8 +261,15 @@ const lifecycleCmd: Command = {
       const planJson = { now: new Date(now).toISOString(), rules, cold: url ?? null, decisions: first.decisions.map((d) => ({ ...d, database: first.refs.get(d.id)?.meta.database })) };
       const shown = humanLifecycle(now, rules, first.decisions, url, first.refs);
       const what = `move ${moves} export(s) to the cold tier and delete ${deletes}`;
-      if (acting.length === 0 && !values.prune) {
+      if (acting.length === 0 && (dry || !values.prune)) {
         ctx.out({ ...planJson, dryRun: dry, done: true, moved: [], deleted: [] }, () => `${shown}\nnothing to do`);
+        return;
+      }
+      if (acting.length === 0) {
+        const pruned = { hot: await prune(t.tiers.hot), ...(t.tiers.cold ? { cold: await prune(t.tiers.cold) } : {}) };
+        ctx.out({ ...planJson, dryRun: false, done: true, moved: [], deleted: [], prune: pruned }, () =>
+          `${shown}\nnothing to move or delete; pruned: freed ${bytes(pruned.hot.bytesFreed)} in the repository${pruned.cold ? `, ${bytes(pruned.cold.bytesFreed)} in the cold tier` : ''}`,
+        );
         return;
       }
       if (moves > 0 && !url) {
@@ -292,7 +299,8 @@ const lifecycleCmd: Command = {
       }
       let tiers = t.tiers;
       let extra: OpenTiers | undefined;
-      if (moves > 0 && !tiers.cold) {
+      if (moves > 0) {
+        // Opened again to write: created when missing, and checked to be another place than the repository.
         extra = await openTiers(ctx, values, true);
         tiers = extra.tiers;
       }

@@ -32,18 +32,21 @@ import { streamExport } from './read.ts';
 const MAX_RANGE = 16 * 1024 * 1024;
 
 /**
- * Opens the cold tier at `storage`. When it holds no repository yet and `create`,
- * makes it one: the hot repository's key slots, then its config, copied as they are.
- * Returns undefined when there is none and `create` is false. Refuses a location that
- * holds another repository, or that is the hot location itself.
+ * Opens the cold tier at `storage` to read (`write` false: undefined when there is
+ * none yet) or to move exports into (`write`: created when missing, from the hot
+ * repository's key slots and then its config, copied as they are). Refuses a
+ * location that holds another repository, or that is the hot location itself; for
+ * writing, also under another name (a probe object written to the hot location must
+ * not show up in the cold one), since a move into the hot location would end by
+ * deleting the export's only manifest.
  */
-export async function openColdTier(hot: Repository, storage: Storage, creds: Credential[], create: boolean): Promise<Repository | undefined> {
+export async function openColdTier(hot: Repository, storage: Storage, creds: Credential[], write: boolean): Promise<Repository | undefined> {
   if (storage.location === hot.location) {
     throw new ConfigError(`the cold tier ${storage.location} is the repository itself`, { hint: 'give the cold tier another directory, bucket or prefix' });
   }
   const exists = !!(await storage.stat('config'));
-  if (!exists && !create) return undefined;
-  await assertDistinct(hot, storage);
+  if (!exists && !write) return undefined;
+  if (write) await assertDistinct(hot, storage);
   const other = () =>
     new ConfigError(`${storage.location} holds another Ferry repository, not the cold tier of ${hot.location} (id ${hot.config.id.slice(0, 12)})`, {
       hint: 'give the cold tier an empty location; Ferry creates it there',
@@ -59,7 +62,7 @@ export async function openColdTier(hot: Repository, storage: Storage, creds: Cre
   const cold = await Repository.open(storage, creds, hot.clock);
   if (cold.config.id !== hot.config.id || cold.config.mac !== hot.config.mac) throw other();
   // Slots added to the hot repository later (key rotation) open the cold tier too.
-  await copySlots(hot, storage);
+  if (write) await copySlots(hot, storage);
   return cold;
 }
 
@@ -114,7 +117,7 @@ async function copyBlobs(hot: Repository, cold: Repository, ref: ExportRef): Pro
   located.sort((a, b) => a.loc.packId.localeCompare(b.loc.packId) || a.loc.offset - b.loc.offset);
   const written: IndexedPack[] = [];
   let storedBytes = 0;
-  let builder = new PackBuilder(Buffer.allocUnsafe(cold.config.packSize + (4 << 20)));
+  let builder = new PackBuilder(Buffer.allocUnsafe(located.length ? cold.config.packSize + (4 << 20) : 0));
   const upload = async () => {
     if (builder.count === 0) return;
     const pack = builder.finish(cold.key);

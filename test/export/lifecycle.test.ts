@@ -7,7 +7,7 @@
 import { after, before, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, symlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { ferry, ferryOk } from '../harness/cli.ts';
 import { startCluster, type TestCluster } from '../harness/pg.ts';
@@ -140,10 +140,19 @@ it('at 731 days the oldest is gone, the next moved, the youngest untouched; both
   assert.match(gone.stderr, /no export/);
 });
 
-it('refuses a cold tier that is the repository itself or another repository', async () => {
-  const same = await ferry(['pg', 'exports'], { env: { ...env, FERRY_COLD_REPO: `file://${env.FERRY_REPO}/` } });
+it('refuses a cold tier that is the repository itself (under any name) or another repository', async () => {
+  const same = await ferry(['pg', 'exports'], { env: { ...env, FERRY_COLD_REPO: env.FERRY_REPO } });
   assert.equal(same.code, 2, same.stderr);
-  assert.match(same.stderr, /is the same place as the repository|is the repository itself/);
+  assert.match(same.stderr, /the cold tier .* is the repository itself/);
+  // Another name for the same place: refused before anything moves (the move would end by forgetting the only manifest).
+  const alias = join(tmp.path, 'alias');
+  symlinkSync(env.FERRY_REPO, alias);
+  const before = await exportsNow();
+  const aliased = await ferry(['pg', 'export', 'lifecycle', '--yes', '--cold-after-days', '0'], { env: { ...env, ...at(731), FERRY_COLD_REPO: alias } });
+  assert.equal(aliased.code, 2, aliased.stderr);
+  assert.match(aliased.stderr, /is the same place as the repository/);
+  assert.deepEqual(await exportsNow(), before);
+
   const other = join(tmp.path, 'other');
   await ferryOk(['init'], { env: { FERRY_REPO: other, FERRY_KEY_FILE: env.FERRY_KEY_FILE } });
   const r = await ferry(['pg', 'exports'], { env: { ...env, FERRY_COLD_REPO: other } });
