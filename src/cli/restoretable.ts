@@ -4,7 +4,7 @@ import { parseTargetTime } from '../postgres/plan.ts';
 import { applyTableRestore } from '../tablerestore/apply.ts';
 import { connectLive, parseKeywordConninfo } from '../tablerestore/conninfo.ts';
 import { displayName, parseTableName } from '../tablerestore/name.ts';
-import { checkSameShape, describeTable, requireKey, type DependentEffect, type Included, type Mode, type TablePlan } from '../tablerestore/plan.ts';
+import { checkSameShape, describeTable, refusal, requireKey, type DependentEffect, type Included, type Mode, type TablePlan } from '../tablerestore/plan.ts';
 import { checkSource, openExportScratch, openPhysicalScratch, type Scratch, type TableSource } from '../tablerestore/source.ts';
 import { resolveExport } from '../export/meta.ts';
 import { openColdTier } from '../export/cold.ts';
@@ -175,9 +175,11 @@ const restoreTable: Command = {
 
       // 3. into the live database, one transaction
       const result = await applyTableRestore(live, scratchClient, table, { mode, dryRun, yes: !!values.yes, included, nowMs: clock.now(), lockTimeoutMs });
+      // A dry run also says whether the real run would be refused (dependents, missing parents).
+      const refused = dryRun ? refusal(result.plan, included, true)?.message : undefined;
       ctx.out(
-        { ...result.plan, dryRun, applied: result.applied, source: { ...source, ...scratch.origin } },
-        () => planText(result.plan, dryRun, result.applied),
+        { ...result.plan, dryRun, applied: result.applied, ...(refused ? { wouldRefuse: refused } : {}), source: { ...source, ...scratch.origin } },
+        () => planText(result.plan, dryRun, result.applied) + (refused ? `\nwithout --dry-run this would be refused: ${refused}` : ''),
       );
     } finally {
       await scratchClient?.end().catch(() => undefined);

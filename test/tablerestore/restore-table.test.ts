@@ -200,6 +200,7 @@ describe('pg restore-table', () => {
       p.dependents.map((d: { table: string; action: string; rows: number }) => [d.table, d.action, d.rows]),
       [['public.applications', 'delete', dependentApps]],
     );
+    assert.match(p.wouldRefuse, /replacing public\.users is refused/);
     const r = await restoreTable(['public.users', '--from-time', t0, '--mode', 'replace', '--yes']);
     assert.equal(r.code, 1, r.stderr);
     assert.match(r.stderr, new RegExp(`replacing public\\.users is refused because dependent rows would be lost or changed: ${dependentApps} row\\(s\\) of public\\.applications would be deleted \\(ON DELETE CASCADE\\)`));
