@@ -7,8 +7,14 @@ export interface TableFingerprint {
   schema: string;
   table: string;
   rows: number;
-  /** md5 over the table's rows in primary-key (or ctid-free, sorted text) order. */
+  /** Sum (as a decimal string) of a 64-bit hash of every row; order-independent. */
   checksum: string;
+  /**
+   * How each row was hashed: `record` = hash_record_extended(row, 0) (PostgreSQL 14+,
+   * when every column type has an extended hash function), `text` =
+   * hashtextextended(row::text, 0). Absent in older manifests: `text`.
+   */
+  method?: 'record' | 'text';
 }
 
 export interface PgSnapshotMeta {

@@ -3,18 +3,19 @@
  * directory on the database host, like pgBackRest.
  *
  *   1. pg_backup_start (pg_start_backup on 13-14) on a session held open to the end
- *   2. fingerprint (row counts and checksums) in a REPEATABLE READ transaction
- *   3. the data directory (and tablespaces) through the tree engine: fixed 64 KiB
+ *   2. the data directory (and tablespaces) through the tree engine: fixed 64 KiB
  *      chunks for relation files, files unchanged since the parent skipped, pages
  *      validated against their checksums
- *   4. pg_backup_stop(wait_for_archive => true): PostgreSQL waits until the WAL that
- *      makes the backup consistent is archived; then Ferry checks that WAL is in
- *      this repository, stores backup_label and tablespace_map, and writes the manifest.
+ *   3. pg_backup_stop(wait_for_archive => false), then, side by side: Ferry waits
+ *      until the WAL that makes the backup consistent is in this repository, and
+ *      takes the data fingerprint (row counts and checksums, see fingerprint.ts)
+ *   4. backup_label and tablespace_map stored, the manifest written.
  */
-import { realpath, readlink } from 'node:fs/promises';
+import { open, realpath, readlink } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type pg from 'pg';
 import { backupTree, type BackupProgress } from '../repo/backup.ts';
+import type { TreeNode } from '../repo/tree.ts';
 import { listSnapshots, type Manifest } from '../repo/manifest.ts';
 import type { Repository } from '../repo/repository.ts';
 import { ConfigError, PostgresError } from '../util/errors.ts';
@@ -22,7 +23,7 @@ import { connect, queryOne } from './connect.ts';
 import { fingerprintCluster } from './fingerprint.ts';
 import { chunkerFor, excludeFromSnapshot, isRelationFile, relationSegment } from './layout.ts';
 import type { PgSnapshotMeta } from './meta.ts';
-import { badPages } from './pagechecksum.ts';
+import { BLCKSZ, RELSEG_PAGES, badPages } from './pagechecksum.ts';
 import { lsnSegno, parseLsn, segmentName, walKey } from './walname.ts';
 
 export interface PgSnapshotOptions {
@@ -99,12 +100,11 @@ export async function takePgSnapshot(repo: Repository, opts: PgSnapshotOptions =
     started = true;
     const timeline = Number((await queryOne<{ tli: string }>(c, 'SELECT timeline_id::text AS tli FROM pg_control_checkpoint()')).tli);
     const startLsn = parseLsn(start.lsn);
-
-    const fingerprint = opts.fingerprint === false ? undefined : await fingerprintCluster(opts.conninfo);
+    let fingerprint: Awaited<ReturnType<typeof fingerprintCluster>> | undefined;
     const tablespaces = (
       await c.query<{ oid: string; name: string; location: string }>("SELECT oid::text, spcname AS name, pg_tablespace_location(oid) AS location FROM pg_tablespace WHERE spcname NOT IN ('pg_default', 'pg_global')")
     ).rows.map((t) => ({ oid: Number(t.oid), name: t.name, location: t.location }));
-    const extraRoots = [];
+    const extraRoots: { prefix: string; root: string }[] = [];
     for (const t of tablespaces) {
       const link = join(pgdata, 'pg_tblspc', String(t.oid));
       const target = await readlink(link).catch(() => t.location);
@@ -113,6 +113,11 @@ export async function takePgSnapshot(repo: Repository, opts: PgSnapshotOptions =
 
     const parent = (await listSnapshots(repo, { kind: 'postgres', asset })).filter((s) => (s.manifest.meta as unknown as PgSnapshotMeta | undefined)?.systemIdentifier === srv.systemIdentifier).at(-1);
     const checksumFailures: { file: string; block: number }[] = [];
+    const suspects: { node: TreeNode; block: number }[] = [];
+    const pathOf = (rel: string) => {
+      const x = extraRoots.find((r) => rel.startsWith(r.prefix + '/'));
+      return x ? join(x.root, rel.slice(x.prefix.length + 1)) : join(pgdata, rel);
+    };
     let stop: { lsn: string; labelfile: string; spcmapfile: string } | undefined;
     let stopTime = '';
 
@@ -128,13 +133,19 @@ export async function takePgSnapshot(repo: Repository, opts: PgSnapshotOptions =
       inspect: srv.dataChecksums
         ? (node, offset, chunk) => {
             if (!isRelationFile(node.path)) return;
-            for (const block of badPages(chunk, offset, relationSegment(node.path) ?? 0, startLsn)) {
-              checksumFailures.push({ file: node.path, block });
-              node.extra = { ...(node.extra ?? {}), badBlocks: [...(((node.extra?.badBlocks as number[]) ?? [])), block] };
-            }
+            for (const block of badPages(chunk, offset, relationSegment(node.path) ?? 0, startLsn)) suspects.push({ node, block });
           }
         : undefined,
       extraFiles: async () => {
+        // A page that fails may have been read while PostgreSQL was writing it (a torn read):
+        // read it again; only a page that still fails (and was not rewritten since the
+        // backup started) is reported. The stored torn copy is harmless: a page written
+        // after the start checkpoint is restored from its full-page image in the WAL.
+        for (const { node, block } of suspects) {
+          if (!(await stillBad(pathOf(node.path), block, relationSegment(node.path) ?? 0, startLsn))) continue;
+          checksumFailures.push({ file: node.path, block });
+          node.extra = { ...(node.extra ?? {}), badBlocks: [...((node.extra?.badBlocks as number[]) ?? []), block] };
+        }
         const r = await queryOne<{ lsn: string; labelfile: string; spcmapfile: string | null }>(
           c,
           // wait_for_archive => false: PostgreSQL would wait forever on a failing archive_command;
@@ -144,7 +155,11 @@ export async function takePgSnapshot(repo: Repository, opts: PgSnapshotOptions =
         started = false;
         stopTime = new Date(repo.clock.now()).toISOString();
         stop = { lsn: r.lsn, labelfile: r.labelfile, spcmapfile: r.spcmapfile ?? '' };
-        if (opts.archiveCheck !== false) await waitForWal(repo, c, segmentName(timeline, lsnSegno(parseLsn(r.lsn), srv.walSegmentSize), srv.walSegmentSize), opts.archiveTimeoutMs ?? 120_000);
+        const stopWal = segmentName(timeline, lsnSegno(parseLsn(r.lsn), srv.walSegmentSize), srv.walSegmentSize);
+        [, fingerprint] = await Promise.all([
+          opts.archiveCheck !== false ? waitForWal(repo, c, stopWal, opts.archiveTimeoutMs ?? 120_000) : undefined,
+          opts.fingerprint === false ? undefined : fingerprintCluster(opts.conninfo),
+        ]);
         const files = [{ path: 'backup_label', data: Buffer.from(r.labelfile), mode: 0o600 }];
         if (r.spcmapfile) files.push({ path: 'tablespace_map', data: Buffer.from(r.spcmapfile), mode: 0o600 });
         return files;
@@ -181,6 +196,20 @@ export async function takePgSnapshot(repo: Repository, opts: PgSnapshotOptions =
       await c.query(version >= 150000 ? 'SELECT pg_backup_stop(false)' : 'SELECT pg_stop_backup(false, false)').catch(() => undefined);
     }
     await c.end().catch(() => undefined);
+  }
+}
+
+/** Reads one block of a relation segment file again and checks it; false when the file has shrunk past it. */
+async function stillBad(path: string, block: number, segno: number, startLsn: bigint): Promise<boolean> {
+  const offset = (block - segno * RELSEG_PAGES) * BLCKSZ;
+  const page = Buffer.alloc(BLCKSZ);
+  const fh = await open(path, 'r').catch(() => undefined);
+  if (!fh) return false;
+  try {
+    const { bytesRead } = await fh.read(page, 0, BLCKSZ, offset);
+    return bytesRead === BLCKSZ && badPages(page, offset, segno, startLsn).length > 0;
+  } finally {
+    await fh.close();
   }
 }
 

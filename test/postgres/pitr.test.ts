@@ -14,6 +14,8 @@ import { ferry, ferryOk } from '../harness/cli.ts';
 import { freePort } from '../harness/pg.ts';
 import { archivedCluster, restoredClient, stopAtExit, stopDataDir, switchAndWaitArchived, type ArchivedCluster } from '../harness/archive.ts';
 import { asPostgres, chownToPostgres } from '../harness/tmp.ts';
+import { compareFingerprints, fingerprintCluster } from '../../src/postgres/fingerprint.ts';
+import { parseLsn } from '../../src/postgres/walname.ts';
 
 let a: ArchivedCluster;
 const markers: { id: number; before: string; after: string }[] = [];
@@ -99,6 +101,27 @@ describe('point-in-time recovery', () => {
       await c.end();
       stopDataDir(dir);
     }
+  });
+
+  it('the data fingerprint is taken after the stop LSN and equals a restore of the snapshot to its LSN', async () => {
+    await a.cluster.psql("CREATE TABLE IF NOT EXISTS docs (id int, body json); INSERT INTO docs SELECT g, json_build_object('g', g) FROM generate_series(1, 300) g;");
+    const snap = JSON.parse((await ferryOk(['pg', 'snapshot', '--json'], { env: a.env })).stdout);
+    const fp = snap.meta.fingerprint;
+    assert.ok(parseLsn(fp.lsn) >= parseLsn(snap.meta.stopLsn), `fingerprint LSN ${fp.lsn} is not before the stop LSN ${snap.meta.stopLsn}`);
+    const method = (table: string) => fp.tables.find((x: { table: string }) => x.table === table)?.method;
+    assert.equal(method('pgbench_accounts'), 'record');
+    assert.equal(method('docs'), 'text', 'json has no hash function: rows hashed as text');
+    await a.cluster.query('INSERT INTO docs VALUES (0, null)');
+    await switchAndWaitArchived(a.cluster);
+    const dir = join(a.tmp.path, 'at-fingerprint');
+    const port = await freePort();
+    restored.push(dir);
+    stopAtExit(dir);
+    const r = await ferry(['pg', 'restore', '--target-dir', dir, '--snapshot', snap.id, '--to-lsn', fp.lsn, '--start', '--port', String(port), '--no-archive', '--tablespace-map', `extra=${join(a.tmp.path, 'ts-fp')}`, '--json'], { env: a.env });
+    assert.equal(r.code, 0, r.stderr);
+    const again = await fingerprintCluster(`postgresql://postgres@/postgres?host=${encodeURIComponent(dir)}&port=${port}`);
+    assert.deepEqual(compareFingerprints(fp.tables, again.tables), []);
+    stopDataDir(dir);
   });
 
   it('refuses targets it cannot reach, before writing anything', async () => {
