@@ -38,7 +38,10 @@ export interface TableChange {
   /** `schema.table`, or `rel <tablespace>/<database>/<filenode>` when the live database cannot name it. */
   name: string;
   op: IncidentOp;
-  /** Rows the WAL shows; null for TRUNCATE and DROP (the WAL does not say how many rows they removed). */
+  /**
+   * Rows the WAL shows. For TRUNCATE and DROP the WAL does not say how many rows went:
+   * exact when the table's file was created within the scanned WAL, else null.
+   */
   rows: number | null;
 }
 
@@ -137,8 +140,10 @@ function oidName(db: number, oid: number, names: Names): string | undefined {
  * - truncate: Heap TRUNCATE records (wal_level = logical) name the tables by OID;
  *   otherwise a transaction that dropped relation files and created new ones that it
  *   left empty truncated the tables those new files belong to (VACUUM FULL, CLUSTER
- *   and rewrites fill their new files, so they do not match); a Storage TRUNCATE
- *   inside a transaction names the file;
+ *   and rewrites fill their new files, so they do not match). Storage TRUNCATE
+ *   records are not incidents: VACUUM writes them when it cuts empty pages off a
+ *   table's end (with a transaction id, for its lock), and TRUNCATE writes one only
+ *   for a table created in the same transaction;
  * - drop: the transaction dropped relation files and deleted pg_class and pg_type
  *   rows (a table's row type goes with it; an index or a sequence has none). The
  *   dropped tables no longer exist, so they show as `rel spc/db/node`: the dropped
@@ -161,14 +166,16 @@ export function describeTx(tx: CommittedTx, names: Names, kinds: NodeKinds): Tab
     if (c.updated) add(name, 'update', c.updated);
   }
   const lockDb = (oid: number): number => tx.lockedOids.find((l) => l.oid === oid)?.db ?? 0;
+  // Rows a truncated table held, when its old file (numbered like its OID) was created
+  // within the scanned WAL; otherwise unknown.
+  const oldRows = (db: number, oid: number | undefined): number | null => {
+    const f = oid === undefined ? undefined : tx.dropped.find((d) => d.db === db && d.node === oid);
+    return (f && tx.droppedRows.get(relKey(f))) ?? (f && tx.droppedRows.has(relKey(f)) ? 0 : null);
+  };
   let truncated = false;
   for (const t of tx.truncatedOids) {
     const db = t.db || lockDb(t.oid);
-    add(oidName(db, t.oid, names) ?? `rel oid ${db}/${t.oid}`, 'truncate', null);
-    truncated = true;
-  }
-  for (const f of tx.smgrTruncated) {
-    add(fileName(f, names, kinds), 'truncate', null);
+    add(oidName(db, t.oid, names) ?? `rel oid ${db}/${t.oid}`, 'truncate', oldRows(db, t.oid));
     truncated = true;
   }
   if (!truncated && tx.dropped.length > 0 && tx.created.length > 0) {
@@ -178,13 +185,13 @@ export function describeTx(tx: CommittedTx, names: Names, kinds: NodeKinds): Tab
     const before = out.length;
     for (const f of tx.created) {
       const n = names.files.get(relKey(f));
-      if (n && empty.has(relKey(f))) add(userName(n), 'truncate', null);
+      if (n && empty.has(relKey(f))) add(userName(n), 'truncate', oldRows(f.db, n.oid));
     }
     // Files no longer current (truncated again, or dropped since): a relation's heap is
     // the first file it gets, so an empty first file is a TRUNCATE; name the tables it locked.
     const first = tx.created[0];
     if (out.length === before && !names.files.has(relKey(first)) && empty.has(relKey(first))) {
-      for (const l of tx.lockedOids) add(oidName(l.db, l.oid, names), 'truncate', null);
+      for (const l of tx.lockedOids) add(oidName(l.db, l.oid, names), 'truncate', oldRows(l.db, l.oid));
       if (out.length === before) add(fileName(first, names, kinds), 'truncate', null);
     }
   }
@@ -205,7 +212,7 @@ export function describeTx(tx: CommittedTx, names: Names, kinds: NodeKinds): Tab
     const heaps = gone.filter((f) => kinds.heapNodes?.has(relKey(f)));
     const tables = Math.round(typeDeletes / 2);
     const shown = heaps.length ? heaps : tables <= 1 ? [...gone].sort((a, b) => a.node - b.node).slice(0, 1) : gone;
-    for (const f of shown) add(fileName(f, names, kinds), 'drop', null);
+    for (const f of shown) add(fileName(f, names, kinds), 'drop', tx.droppedRows.get(relKey(f)) ?? null);
   }
   return out.sort((a, b) => rank(b) - rank(a) || a.name.localeCompare(b.name));
 }

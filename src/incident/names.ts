@@ -18,6 +18,8 @@ export interface RelName {
   name: string;
   /** pg_class.relkind: r table, p partitioned, m materialized view, t toast, i index, ... */
   kind: string;
+  /** The relation's OID (its first file has this number). */
+  oid?: number;
 }
 
 export interface NameResolver {
@@ -102,14 +104,14 @@ export function liveResolver(warn: (line: string) => void): NameResolver {
       for (const [db, list] of byDb(files)) {
         const c = await client(db);
         if (!c) continue;
-        const r = await c.query<{ spc: number; node: number; schema: string; name: string; kind: string }>(
-          `SELECT f.spc::int AS spc, f.node::int AS node, n.nspname AS schema, c.relname AS name, c.relkind::text AS kind
+        const r = await c.query<{ spc: number; node: number; oid: number; schema: string; name: string; kind: string }>(
+          `SELECT f.spc::int AS spc, f.node::int AS node, c.oid::int AS oid, n.nspname AS schema, c.relname AS name, c.relkind::text AS kind
              FROM unnest($1::oid[], $2::oid[]) AS f(spc, node)
              JOIN pg_class c ON c.oid = pg_filenode_relation(f.spc, f.node)
              JOIN pg_namespace n ON n.oid = c.relnamespace`,
           [list.map((f) => f.spc), list.map((f) => f.node)],
         );
-        for (const x of r.rows) out.set(relKey({ spc: x.spc, db, node: x.node }), { schema: x.schema, name: x.name, kind: x.kind });
+        for (const x of r.rows) out.set(relKey({ spc: x.spc, db, node: x.node }), { schema: x.schema, name: x.name, kind: x.kind, oid: x.oid });
       }
       return out;
     },
@@ -124,7 +126,7 @@ export function liveResolver(warn: (line: string) => void): NameResolver {
             WHERE c.oid = ANY($1::oid[])`,
           [list.map((o) => o.oid)],
         );
-        for (const x of r.rows) out.set(`${db}/${x.oid}`, { schema: x.schema, name: x.name, kind: x.kind });
+        for (const x of r.rows) out.set(`${db}/${x.oid}`, { schema: x.schema, name: x.name, kind: x.kind, oid: x.oid });
       }
       return out;
     },

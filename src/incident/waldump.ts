@@ -17,8 +17,9 @@
  * - Storage CREATE: relation files the transaction created (TRUNCATE, VACUUM FULL,
  *   CLUSTER and table rewrites give a table a new file; the old one is dropped at
  *   commit). Files that get no record after their creation are empty: a TRUNCATE;
- * - Storage TRUNCATE inside a transaction (a TRUNCATE of a table whose file the same
- *   transaction created); VACUUM's truncations carry no transaction and are ignored;
+ * - Storage TRUNCATE inside a transaction (VACUUM cutting empty pages off a table's
+ *   end, or a TRUNCATE of a table created in the same transaction; find.ts does not
+ *   report them);
  * - Standby LOCK: relation OIDs the transaction locked AccessExclusive (TRUNCATE
  *   and DROP do), with their database, so a truncated table can be named by OID;
  * - deletes from pg_class (relfilenode 1259): relations were dropped;
@@ -78,6 +79,8 @@ export interface CommittedTx {
   lockedOids: { db: number; oid: number }[];
   /** Rows deleted from pg_class: relations were dropped. */
   catalogDeletes: number;
+  /** Rows the dropped files held, for files created within the scanned WAL (keyed by `relKey`). */
+  droppedRows: Map<string, number>;
 }
 
 export function relKey(r: RelFile): string {
@@ -169,6 +172,8 @@ interface OpenTx {
   rows: Map<string, RowCounts>;
   created: Map<string, RelFile>;
   touchedAfterCreate: Set<string>;
+  /** Created files written by page images (a rewrite copies rows without heap records). */
+  imaged: Set<string>;
   truncatedOids: { db: number; oid: number }[];
   smgrTruncated: RelFile[];
   lockedOids: { db: number; oid: number }[];
@@ -177,10 +182,12 @@ interface OpenTx {
 }
 
 function openTx(): OpenTx {
-  return { rows: new Map(), created: new Map(), touchedAfterCreate: new Set(), truncatedOids: [], smgrTruncated: [], lockedOids: [], catalogDeletes: 0, dbs: new Set() };
+  return { rows: new Map(), created: new Map(), touchedAfterCreate: new Set(), imaged: new Set(), truncatedOids: [], smgrTruncated: [], lockedOids: [], catalogDeletes: 0, dbs: new Set() };
 }
 
 const INDEX_RMGRS = new Set(['Btree', 'Hash', 'Gin', 'Gist', 'SPGist', 'BRIN']);
+/** Resource managers whose records the tracker reads in full. */
+const TRACKED_RMGRS = new Set(['Heap', 'Heap2', 'Storage', 'Standby', 'Transaction']);
 
 /**
  * Folds records into committed transactions. Feed records in LSN order; records at
@@ -188,6 +195,10 @@ const INDEX_RMGRS = new Set(['Btree', 'Hash', 'Gin', 'Gist', 'SPGist', 'BRIN']);
  */
 export class WalTracker {
   private open = new Map<number, OpenTx>();
+  /** Files created by transactions still open, to see whether later records fill them. */
+  private createdOpen = new Map<string, OpenTx>();
+  /** Rows in files created by committed transactions of the scan (inserted minus deleted). */
+  private born = new Map<string, number>();
   private last = -1n;
   /** Relation files seen with index records (never reported as dropped tables). */
   readonly indexNodes = new Set<string>();
@@ -202,10 +213,41 @@ export class WalTracker {
     return this.last;
   }
 
+  /**
+   * Feeds one pg_waldump line. Records of resource managers that say nothing about
+   * rows or files (XLOG, index AMs, sequences, ...) are only noted by LSN (and index
+   * files by their first block reference) without a full parse: most of a busy
+   * cluster's WAL is index records and full-page images.
+   */
   feedLine(line: string): WalRecord | undefined {
-    const r = parseRecord(line);
-    if (r) this.feed(r);
-    return r;
+    if (!line.startsWith('rmgr: ')) return undefined;
+    const rmgr = line.slice(6, line.indexOf(' ', 6));
+    if (TRACKED_RMGRS.has(rmgr)) {
+      const r = parseRecord(line);
+      if (r) this.feed(r);
+      return r;
+    }
+    const at = line.indexOf(', lsn: ');
+    if (at < 0) return undefined;
+    const m = /^([0-9A-Fa-f]+)\/([0-9A-Fa-f]+),/.exec(line.slice(at + 7, at + 27));
+    if (!m) return undefined;
+    const lsn = (BigInt('0x' + m[1]) << 32n) | BigInt('0x' + m[2]);
+    if (lsn <= this.last) return undefined;
+    this.last = lsn;
+    this.records++;
+    if (INDEX_RMGRS.has(rmgr)) {
+      const b = /blkref #0: rel (\d+\/\d+\/\d+)/.exec(line);
+      if (b) this.indexNodes.add(b[1]);
+    }
+    if (this.createdOpen.size > 0) {
+      // A rewrite fills its new files with full-page images (XLOG FPI): they are not empty.
+      for (const b of line.matchAll(/blkref #\d+: rel (\d+\/\d+\/\d+)/g)) {
+        const t = this.createdOpen.get(b[1]);
+        t?.touchedAfterCreate.add(b[1]);
+        t?.imaged.add(b[1]);
+      }
+    }
+    return undefined;
   }
 
   feed(r: WalRecord): void {
@@ -258,7 +300,10 @@ export class WalTracker {
       const rel = m ? parseRelPath(m[2]) : undefined;
       if (!m || !rel) return;
       tx.dbs.add(rel.db);
-      if (m[1] === 'CREATE') tx.created.set(relKey(rel), rel);
+      if (m[1] === 'CREATE') {
+        tx.created.set(relKey(rel), rel);
+        this.createdOpen.set(relKey(rel), tx);
+      }
       else tx.smgrTruncated.push(rel);
       return;
     }
@@ -281,6 +326,7 @@ export class WalTracker {
     if (!d) return;
     const xid = d.preparedXid ?? r.xid;
     const all = [xid, ...d.subxacts];
+    for (const x of all) for (const k of this.open.get(x)?.created.keys() ?? []) this.createdOpen.delete(k);
     if (d.kind === 'abort') {
       for (const x of all) this.open.delete(x);
       return;
@@ -299,6 +345,7 @@ export class WalTracker {
       }
       for (const [k, v] of t.created) merged.created.set(k, v);
       for (const k of t.touchedAfterCreate) merged.touchedAfterCreate.add(k);
+      for (const k of t.imaged) merged.imaged.add(k);
       merged.truncatedOids.push(...t.truncatedOids);
       merged.smgrTruncated.push(...t.smgrTruncated);
       merged.lockedOids.push(...t.lockedOids);
@@ -306,6 +353,20 @@ export class WalTracker {
     }
     const ms = Date.parse(d.time);
     this.lastCommitMs = ms;
+    // Files whose whole life is in the scan: how many rows they hold, so a TRUNCATE or
+    // DROP of them has an exact row count. Not files a rewrite filled with page images.
+    for (const k of merged.created.keys()) if (!merged.imaged.has(k)) this.born.set(k, 0);
+    for (const [k, c] of merged.rows) {
+      const n = this.born.get(k);
+      if (n !== undefined) this.born.set(k, n + c.inserted - c.deleted);
+    }
+    const droppedRows = new Map<string, number>();
+    for (const f of d.rels) {
+      const n = this.born.get(relKey(f));
+      if (n === undefined) continue;
+      droppedRows.set(relKey(f), Math.max(0, n));
+      this.born.delete(relKey(f));
+    }
     // Transactions that changed nothing we track (read-only, sequences, DDL without drops) are noise.
     if (merged.rows.size === 0 && d.rels.length === 0 && merged.truncatedOids.length === 0 && merged.smgrTruncated.length === 0) return;
     const created = [...merged.created.values()];
@@ -323,6 +384,7 @@ export class WalTracker {
       smgrTruncated: merged.smgrTruncated,
       lockedOids: merged.lockedOids,
       catalogDeletes: merged.catalogDeletes,
+      droppedRows,
     });
   }
 }

@@ -54,8 +54,8 @@ before(async () => {
     INSERT INTO users SELECT g, 'user' || g || '@example.com' FROM generate_series(1, ${USERS}) g;
     INSERT INTO applications SELECT g, 1 + g % ${USERS}, 'application ' || g FROM generate_series(1, ${APPS}) g;
     INSERT INTO audit_log(msg) SELECT 'entry ' || g FROM generate_series(1, 50) g;
-    INSERT INTO scratch SELECT generate_series(1, 20);
-    INSERT INTO gone SELECT generate_series(1, 20);
+    INSERT INTO scratch SELECT generate_series(1, 150);
+    INSERT INTO gone SELECT generate_series(1, 130);
   `);
   await ferryOk(['pg', 'snapshot', '--json'], { env: a.env });
 
@@ -120,9 +120,14 @@ describe('incident find', () => {
       ['delete public.applications, delete public.users', 'truncate public.scratch', 'drop rel'],
       'the small later writes stay below the threshold',
     );
+    // Both tables were created within the archived WAL, so their row counts are known.
     assert.deepEqual(
       (await find(['--op', 'truncate'])).transactions.map((x) => x.tables),
-      [[{ name: 'public.scratch', op: 'truncate', rows: null }]],
+      [[{ name: 'public.scratch', op: 'truncate', rows: 150 }]],
+    );
+    assert.deepEqual(
+      (await find(['--op', 'drop'])).transactions.map((x) => x.tables.map((c) => [c.name.replace(/\d+$/, 'N'), c.op, c.rows])),
+      [[['rel 1663/5/N', 'drop', 130]]],
     );
     assert.equal((await find(['--op', 'update', '--table', 'users'])).transactions.length, 0);
     assert.equal((await find(['--table', 'users', '--until', new Date(timeBefore - 1000).toISOString()])).transactions.length, 0);

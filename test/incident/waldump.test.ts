@@ -124,8 +124,8 @@ describe('committed transactions from a replica-level capture', () => {
     assert.deepEqual(describe1(735), [{ name: 'public.other', op: 'truncate', rows: null }]);
   });
 
-  it('sees a DROP TABLE and names the dropped file it cannot resolve', () => {
-    assert.deepEqual(describe1(738), [{ name: 'rel 1663/5/16414', op: 'drop', rows: null }]);
+  it('sees a DROP TABLE, names the dropped file it cannot resolve, and counts the rows it held', () => {
+    assert.deepEqual(describe1(738), [{ name: 'rel 1663/5/16414', op: 'drop', rows: 10 }], 'created within the capture: its rows are known');
     assert.deepEqual(describe1(736), [], 'CREATE TABLE touches only catalogs');
     assert.deepEqual(describe1(737), [], 'inserts are not incidents');
   });
@@ -134,7 +134,7 @@ describe('committed transactions from a replica-level capture', () => {
     const all = t.committed.map((c) => ({ xid: c.xid, lsn: formatLsn(c.lsn), commitTime: c.commitTime, commitMs: c.commitMs, timeline: 1, subxacts: c.subxacts, tables: describeTx(c, named, t) }));
     const xids = (l: Incident[]) => l.map((i) => i.xid);
     assert.deepEqual(xids(selectIncidents(all, { minRows: 3 })), [730, 731, 735, 738]);
-    assert.deepEqual(xids(selectIncidents(all, { minRows: 100 })), [735, 738], 'only TRUNCATE and DROP pass a threshold of 100 here');
+    assert.deepEqual(xids(selectIncidents(all, { minRows: 100 })), [735], 'a TRUNCATE of unknown size passes any threshold; the DROP of 10 rows does not');
     assert.deepEqual(xids(selectIncidents(all, { minRows: 3, table: 'public.users' })), [730]);
     assert.deepEqual(xids(selectIncidents(all, { minRows: 3, table: 'public.other', op: 'update' })), [731]);
     assert.deepEqual(xids(selectIncidents(all, { minRows: 3, op: 'truncate' })), [735]);
@@ -142,7 +142,7 @@ describe('committed transactions from a replica-level capture', () => {
     assert.deepEqual(xids(selectIncidents(all, { minRows: 3, until: Date.parse('2026-11-24T12:03:49.5915Z') })), [730]);
     const users = selectIncidents(all, { minRows: 3, table: 'public.users' });
     assert.equal(propose(users)?.command, 'ferry pg restore --target-dir DIR --before-xid 730 --start --port PORT');
-    assert.equal(propose(selectIncidents(all, { minRows: 3 }))?.xid, 738, 'a DROP outranks row counts; the latest of equals');
+    assert.equal(propose(selectIncidents(all, { minRows: 3 }))?.xid, 735, 'a TRUNCATE of unknown size outranks row counts');
   });
 
   it('names nothing without a live database, and keeps catalogs out', () => {
@@ -197,6 +197,21 @@ describe('DDL that is not an incident, from a replica-level capture', () => {
       assert.deepEqual(describeTx(byXid.get(758)!, names, t), []);
       assert.deepEqual(describeTx(byXid.get(759)!, names, t), []);
     }
+  });
+
+  it('does not report VACUUM cutting empty pages off a table (Storage TRUNCATE with a transaction id)', () => {
+    const v = new WalTracker();
+    for (const line of [
+      'rmgr: Standby     len (rec/tot):     42/    42, tx:        739, lsn: 0/01571F38, prev 0/01571E78, desc: LOCK xid 739 db 5 rel 16384 ',
+      'rmgr: Storage     len (rec/tot):     46/    46, tx:        739, lsn: 0/01571F68, prev 0/01571F38, desc: TRUNCATE base/5/16384 to 0 blocks flags 7',
+      'rmgr: Heap        len (rec/tot):    188/   188, tx:        739, lsn: 0/01571F98, prev 0/01571F68, desc: INPLACE off 12, blkref #0: rel 1663/5/1259 blk 0',
+      'rmgr: Transaction len (rec/tot):    146/   146, tx:        739, lsn: 0/01572070, prev 0/01571F98, desc: COMMIT 2026-11-24 12:04:49.424630 UTC; inval msgs: catcache 55 catcache 54 relcache 16389 relcache 16384',
+    ]) {
+      v.feedLine(line);
+    }
+    assert.equal(v.committed.length, 1);
+    assert.deepEqual(v.committed[0].smgrTruncated, [{ spc: 1663, db: 5, node: 16384 }]);
+    assert.deepEqual(describeTx(v.committed[0], names, v), []);
   });
 
   it('reports one dropped table as its lowest-numbered file', () => {
