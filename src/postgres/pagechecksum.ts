@@ -20,35 +20,37 @@ export const BLCKSZ = 8192;
 export const RELSEG_PAGES = 131072;
 
 const sums = new Uint32Array(N_SUMS);
+const WORDS = BLCKSZ / 4;
 
 /** Checksum of one 8 KiB page as PostgreSQL computes it (pd_checksum treated as zero). */
 export function pageChecksum(page: Uint8Array, blkno: number): number {
-  const words = new Uint32Array(page.buffer, page.byteOffset, BLCKSZ / 4);
-  sums.set(BASE);
-  const rows = BLCKSZ / (4 * N_SUMS);
-  for (let i = 0; i < rows; i++) {
-    const base = i * N_SUMS;
-    for (let j = 0; j < N_SUMS; j++) {
-      let v = words[base + j];
-      // pd_checksum is the low half of word 2 (little-endian): computed as if zero.
-      if (base + j === 2) v &= 0xffff0000;
-      const t = (sums[j] ^ v) >>> 0;
-      sums[j] = (Math.imul(t, FNV_PRIME) ^ (t >>> 17)) >>> 0;
-    }
+  if (page.byteOffset % 4 !== 0) page = Uint8Array.from(page);
+  return checksumWords(new Uint32Array(page.buffer, page.byteOffset, WORDS), 0, blkno);
+}
+
+/** pageChecksum of the page at word `at` of `words` (no allocation: the snapshot's hot path). */
+function checksumWords(words: Uint32Array, at: number, blkno: number): number {
+  // The first row, with pd_checksum (the low half of word 2, little-endian) as zero.
+  for (let j = 0; j < N_SUMS; j++) {
+    const t = BASE[j] ^ (j === 2 ? words[at + 2] & 0xffff0000 : words[at + j]);
+    sums[j] = Math.imul(t, FNV_PRIME) ^ (t >>> 17);
   }
-  for (let r = 0; r < 2; r++) {
+  for (let i = at + N_SUMS, end = at + WORDS; i < end; i += N_SUMS) {
     for (let j = 0; j < N_SUMS; j++) {
-      const t = sums[j] >>> 0;
-      sums[j] = (Math.imul(t, FNV_PRIME) ^ (t >>> 17)) >>> 0;
+      const t = sums[j] ^ words[i + j];
+      sums[j] = Math.imul(t, FNV_PRIME) ^ (t >>> 17);
     }
   }
   let result = 0;
-  for (let j = 0; j < N_SUMS; j++) result ^= sums[j];
+  for (let j = 0; j < N_SUMS; j++) {
+    let t = sums[j];
+    t = Math.imul(t, FNV_PRIME) ^ (t >>> 17);
+    t = Math.imul(t, FNV_PRIME) ^ (t >>> 17);
+    result ^= t;
+  }
   result = (result ^ blkno) >>> 0;
   return (result % 65535) + 1;
 }
-
-const scratch = new Uint8Array(BLCKSZ);
 
 function allZero(page: Uint8Array): boolean {
   for (let i = 0; i < page.length; i++) if (page[i] !== 0) return false;
@@ -63,22 +65,25 @@ function allZero(page: Uint8Array): boolean {
 export function badPages(chunk: Uint8Array, offset: number, segno: number, startLsn: bigint): number[] {
   const bad: number[] = [];
   if (offset % BLCKSZ !== 0) return bad;
-  for (let o = 0; o + BLCKSZ <= chunk.length; o += BLCKSZ) {
-    let page = chunk.subarray(o, o + BLCKSZ);
-    if (page.byteOffset % 4 !== 0) {
-      scratch.set(page);
-      page = scratch;
-    }
+  const startHi = Number(startLsn >> 32n);
+  const startLo = Number(startLsn & 0xffffffffn);
+  let buf = chunk;
+  if (buf.byteOffset % 4 !== 0) buf = Uint8Array.from(chunk);
+  const words = new Uint32Array(buf.buffer, buf.byteOffset, Math.floor(buf.length / 4));
+  for (let o = 0; o + BLCKSZ <= buf.length; o += BLCKSZ) {
+    const w = o / 4;
     const blkno = segno * RELSEG_PAGES + (offset + o) / BLCKSZ;
     // A new page (pd_upper = 0) must be all zeros and has no checksum yet.
-    if (page[14] === 0 && page[15] === 0) {
-      if (!allZero(page)) bad.push(blkno);
+    if (buf[o + 14] === 0 && buf[o + 15] === 0) {
+      if (!allZero(buf.subarray(o, o + BLCKSZ))) bad.push(blkno);
       continue;
     }
-    const lsn = (BigInt(page[0] | (page[1] << 8) | (page[2] << 16) | (page[3] << 24)) & 0xffffffffn) << 32n | BigInt((page[4] | (page[5] << 8) | (page[6] << 16) | (page[7] << 24)) >>> 0);
-    if (lsn >= startLsn) continue;
-    const stored = page[8] | (page[9] << 8);
-    if (pageChecksum(page, blkno) !== stored) bad.push(blkno);
+    // pd_lsn: xlogid (high half) then xrecoff, each a little-endian uint32.
+    const hi = words[w];
+    const lo = words[w + 1];
+    if (hi > startHi || (hi === startHi && lo >= startLo)) continue;
+    const stored = buf[o + 8] | (buf[o + 9] << 8);
+    if (checksumWords(words, w, blkno) !== stored) bad.push(blkno);
   }
   return bad;
 }
