@@ -15,7 +15,8 @@ takes a \`ferry pg export\`, then a "week" of writes (the newest 1% of rows upda
 run of 0.01% old rows deleted: ~1.5% of rows touched) and a second export, and prints what each
 export stored in the repository and the ratio second / first. A third export after 1% of rows
 updated at random across the whole table shows the worst case for chunk dedup. For reference it also
-measures \`pg_dump -Fc\` (pg_dump's own compression), what a naive weekly export would store each week.
+measures \`pg_dump -Fc\` (pg_dump's own compression), what a naive weekly export would store each week,
+and \`pg_dump -Fc -Z0\` alone to /dev/null (the speed of the stream Ferry reads).
 Writes bench/results/export-<time>.json.
 
 Options:
@@ -72,6 +73,8 @@ try {
   log(`database app: ${fmtMiB(dbBytes)} MiB`);
   spawnSync(ferry.cmd[0], [...ferry.cmd.slice(1), 'init', '--key-file', keyFile], { env, stdio: ['ignore', 'ignore', 'inherit'] });
 
+  log('pg_dump -Fc -Z0 alone, to /dev/null (how fast pg_dump produces the stream)');
+  const alone = await run(['sh', '-c', `"${join(bin, 'pg_dump')}" -Fc -Z0 app > /dev/null`], { env: pgEnv(cluster.env) });
   log('export 1');
   const e1 = ferryJson(['pg', 'export', '--database', 'app']);
   log(`pg_dump -Fc (default compression) for reference`);
@@ -99,7 +102,8 @@ try {
     ['1st (full)', fmtMiB(e1.size), fmtMiB(e1.storedBytes), '1.000', fmtS(e1.wallS)],
     ['2nd (1.5% rows, clustered)', fmtMiB(e2.size), fmtMiB(e2.storedBytes), (e2.storedBytes / e1.storedBytes).toFixed(3), fmtS(e2.wallS)],
     ['3rd (1% rows, scattered)', fmtMiB(e3.size), fmtMiB(e3.storedBytes), (e3.storedBytes / e1.storedBytes).toFixed(3), fmtS(e3.wallS)],
-    ['pg_dump -Fc (reference)', fmtMiB(fcBytes), fmtMiB(fcBytes), (fcBytes / e1.storedBytes).toFixed(3), '-'],
+    ['pg_dump -Fc (reference)', fmtMiB(fcBytes), fmtMiB(fcBytes), (fcBytes / e1.storedBytes).toFixed(3), fmtS(ref.wallS)],
+    ['pg_dump -Fc -Z0 > /dev/null', fmtMiB(e1.size), '-', '-', fmtS(alone.wallS)],
   ];
   process.stdout.write(`\ndatabase ${fmtMiB(dbBytes)} MiB, ${ROWS} rows\n` + table(rows));
   process.stdout.write(`second weekly export stored ${(100 * e2.storedBytes / e1.storedBytes).toFixed(1)}% of the first\n`);
@@ -109,6 +113,8 @@ try {
     rows: ROWS,
     databaseBytes: dbBytes,
     pgDumpFcBytes: fcBytes,
+    pgDumpFcSeconds: ref.wallS,
+    pgDumpZ0AloneSeconds: alone.wallS,
     exports: [e1, e2, e3].map((e) => ({ id: e.id, size: e.size, storedBytes: e.storedBytes, newBytes: e.newBytes, wallS: e.wallS })),
     secondOverFirst: e2.storedBytes / e1.storedBytes,
     scatteredOverFirst: e3.storedBytes / e1.storedBytes,

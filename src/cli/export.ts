@@ -12,6 +12,7 @@ import { prune } from '../repo/prune.ts';
 import { Repository } from '../repo/repository.ts';
 import { recordedRun } from '../repo/runs.ts';
 import { openStorage } from '../storage/open.ts';
+import type { Clock } from '../util/clock.ts';
 import { ConfigError, UsageError } from '../util/errors.ts';
 import { bytes, duration, table } from '../util/format.ts';
 import { seconds, str, strs, type Command, type OptionSpec, type ParsedArgs } from './command.ts';
@@ -20,10 +21,16 @@ import { commandClock } from './expire.ts';
 
 const COLD_OPTION: OptionSpec = { cold: { type: 'string' } };
 
-/** The repository, on the command clock (FERRY_NOW moves it for tests that run bin/ferry). */
+/**
+ * The repository, on the command clock: FERRY_NOW (tests that run bin/ferry) moves
+ * "now" to that time, from which it runs on, so durations stay real.
+ */
 async function hotRepo(ctx: Context): Promise<Repository> {
   if (!ctx.env.FERRY_NOW) return ctx.repo();
-  return Repository.open(ctx.storage(), credentialsFrom(ctx.settings, ctx.env), commandClock(ctx));
+  const base = commandClock(ctx).now();
+  const started = ctx.clock.now();
+  const clock: Clock = { now: () => base + (ctx.clock.now() - started), random: (n) => ctx.clock.random(n) };
+  return Repository.open(ctx.storage(), credentialsFrom(ctx.settings, ctx.env), clock);
 }
 
 /** The cold tier's URL: --cold > FERRY_COLD_REPO > ferry.yaml repository.cold_url. */
