@@ -377,10 +377,11 @@ export async function findIncidents(repo: Repository, opts: FindOptions): Promis
   try {
     const firstData = await fetchWal(repo, objects[0].name);
     const segSize = readLongPageHeader(firstData)?.segmentSize ?? 16 * 1024 * 1024;
+    const prefetched = new Map([[objects[0].name, firstData]]);
     let done = 0;
     for (const run of runsOf(objects, segSize)) {
       const tracker = new WalTracker();
-      await scanRun(repo, run, segSize, tracker, { dir, binDir, batch: Math.max(2, opts.batch ?? 8), stopAfter, warn, onSegment: () => opts.onProgress?.(++done, objects.length) });
+      await scanRun(repo, run, segSize, tracker, { dir, binDir, batch: Math.max(2, opts.batch ?? 8), stopAfter, warn, prefetched, onSegment: () => opts.onProgress?.(++done, objects.length) });
       scanned.records += tracker.records;
       scanned.commits += tracker.committed.length;
       const txs = tracker.committed.filter((t) => {
@@ -416,6 +417,8 @@ async function nameAll(txs: CommittedTx[], resolver: NameResolver): Promise<Name
 
 interface ScanContext {
   dir: string;
+  /** Files already fetched (taken once). */
+  prefetched: Map<string, Buffer>;
   binDir: string;
   batch: number;
   stopAfter?: number;
@@ -448,7 +451,9 @@ async function scanRun(repo: Repository, run: Run, segSize: number, tracker: Wal
       if (held.has(i)) continue;
       const o = run.segments[i];
       const path = join(sc.dir, fileNameOf(o));
-      await writeFile(path, await fetchWal(repo, o.name), { mode: 0o600 });
+      const data = sc.prefetched.get(o.name) ?? (await fetchWal(repo, o.name));
+      sc.prefetched.delete(o.name);
+      await writeFile(path, data, { mode: 0o600 });
       held.set(i, path);
     }
     const r = await waldump(sc.binDir, sc.dir, pos, fileNameOf(run.segments[start]), fileNameOf(run.segments[end]), tracker, sc.stopAfter);
