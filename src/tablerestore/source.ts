@@ -9,7 +9,7 @@
 import { chown, mkdir, mkdtemp, rm, writeFile, appendFile, chmod } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { listSnapshots } from '../repo/manifest.ts';
+import { listSnapshots, resolveSnapshot } from '../repo/manifest.ts';
 import type { Repository } from '../repo/repository.ts';
 import { osUser, pgBinDir, runPg } from '../postgres/binaries.ts';
 import type { PgSnapshotMeta } from '../postgres/meta.ts';
@@ -58,12 +58,13 @@ function targetOf(source: TableSource): RecoveryTarget {
 }
 
 /**
- * Refuses, before anything is restored, a source no snapshot can serve (no snapshot
- * at all, a time before the oldest snapshot or in the future). Whether the WAL
+ * Refuses, before anything is restored, a source no snapshot can serve (an unknown
+ * snapshot id, no snapshot at all, a time before the oldest snapshot or in the future). Whether the WAL
  * reaches a time is checked again by restorePg before it writes anything.
  */
 export async function checkSource(repo: Repository, source: TableSource, asset = DEFAULT_PG_ASSET): Promise<void> {
   if (source.kind === 'export') return;
+  if (source.kind === 'snapshot') await resolveSnapshot(repo, source.id, { kind: 'postgres', asset });
   const all = await listSnapshots(repo, { kind: 'postgres', asset });
   const candidates = all.map((s) => ({ id: s.id, meta: s.manifest.meta as unknown as PgSnapshotMeta }));
   const now = repo.clock.now();

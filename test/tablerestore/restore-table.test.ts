@@ -67,6 +67,10 @@ before(async () => {
     INSERT INTO users (email, name) SELECT 'u' || g || '@example.com', 'User ' || g FROM generate_series(1, 50) g;
     INSERT INTO applications (user_id, job, score, tags) SELECT 1 + g % 50, 'job ' || g, g / 7.0, ARRAY['a', 'b ' || g] FROM generate_series(1, 100) g;
     INSERT INTO unrelated SELECT g, 'v' || g, decode(md5(g::text), 'hex') FROM generate_series(1, 20) g;
+    CREATE SCHEMA "Odd; Schema";
+    CREATE TABLE "Odd; Schema"."x"" y; DROP TABLE users --" (id int PRIMARY KEY, v text);
+    INSERT INTO "Odd; Schema"."x"" y; DROP TABLE users --" VALUES (1, 'one'), (2, 'two');
+    CREATE TABLE nokey (v int);
   `);
   const snap = await ferry(['pg', 'snapshot', '--json'], { env: a.env });
   assert.equal(snap.code, 0, snap.stderr);
@@ -109,8 +113,14 @@ describe('pg restore-table', () => {
       { args: ['nosuch.users', '--from-time', t1, '--mode', 'merge'], code: 1, says: /schema "nosuch" does not exist in the live database/ },
       { args: ['public.nosuch', '--from-time', t1, '--mode', 'merge'], code: 1, says: /table public\.nosuch does not exist in the live database/ },
       { args: ['public."Users"', '--from-time', t1, '--mode', 'merge'], code: 1, says: /table public\."Users" does not exist/ },
+      { args: ['public.nokey', '--from-time', t1, '--mode', 'merge'], code: 1, says: /public\.nokey has no primary key/ },
       { args: ['public.users', '--from-time', '2001-01-01T00:00:00Z', '--mode', 'merge'], code: 2, says: /before the oldest snapshot's consistent point/ },
+      { args: ['public.users', '--from-time', '2099-01-01T00:00:00Z', '--mode', 'merge'], code: 2, says: /is in the future/ },
+      { args: ['public.users', '--from-time', 'yesterday', '--mode', 'merge'], code: 2, says: /"yesterday" is not a time/ },
+      { args: ['public.users', '--from-snapshot', 'deadbeef', '--mode', 'merge'], code: 2, says: /no snapshot deadbeef/ },
       { args: ['public.users', '--from-time', t1, '--mode', 'upsert'], code: 2, says: /--mode is one of replace, merge, new-table/ },
+      { args: ['public.users', '--from-time', t1, '--mode', 'merge', '--into', 'host=x options=-cfoo'], code: 2, says: /unsupported connection keyword "options"/ },
+      { args: ['public.users', '--from-time', t1, '--mode', 'merge', '--cascade'], code: 2, says: /apply to --mode replace only/ },
       { args: ['public.users', '--mode', 'merge'], code: 2, says: /needs a source/ },
       { args: ['public.users', '--from-time', t1, '--from-snapshot', 'latest', '--mode', 'merge'], code: 2, says: /give one source/ },
     ];
@@ -222,6 +232,11 @@ describe('pg restore-table', () => {
     assert.equal(again.code, 1);
     assert.match(again.stderr, /users_restored_20300102030405 already exists/);
     await a.cluster.query('DROP TABLE users_restored_20300102030405');
+    // quoted identifiers with quotes, spaces and semicolons are names, never SQL
+    const odd = await restoreTable(['"Odd; Schema"."x"" y; DROP TABLE users --"', '--from-time', t1, '--mode', 'new-table'], { FERRY_NOW: '2030-01-02T03:04:05Z' });
+    assert.equal(odd.code, 0, odd.stderr);
+    assert.deepEqual(await rows(`SELECT format('%s|%s', id, v) AS r FROM "Odd; Schema"."x"" y; DROP TABLE users --_restored_20300102030405" ORDER BY id`), ['1|one', '2|two']);
+    assert.deepEqual(await rows("SELECT count(*)::text AS r FROM users"), [String(before.length)]);
     assertNoScratchLeft();
   });
 
