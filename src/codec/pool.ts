@@ -4,9 +4,12 @@
  *
  * Calls are batched: items queued in the same turn of the event loop (up to
  * BATCH_BYTES) travel to one worker in one message. Each batch carries two
- * buffers, inputs and room for outputs, transferred to the worker and back and
- * then reused: the steady state allocates nothing, which keeps memory flat (a
- * fresh buffer per batch left hundreds of MB of garbage waiting for the GC).
+ * shared slabs (SharedArrayBuffer), inputs and room for outputs, which the
+ * worker fills in place and hands back; they are then reused. The steady state
+ * allocates nothing, which keeps memory flat (a fresh buffer per batch left
+ * hundreds of MB of garbage waiting for the GC), and since nothing is
+ * transferred, no backing store changes hands (transferred ArrayBuffers count as
+ * new external memory each time, which kept the main thread in full GCs).
  *
  * `seal` hands its result to a `consume` callback, called synchronously while the
  * recycled buffer is valid (the pack builder copies it in); `open` results are the
@@ -31,15 +34,15 @@ export interface WorkerItem {
 export interface WorkerRequest {
   seq: number;
   op: 'seal' | 'open';
-  input: ArrayBuffer;
-  output: ArrayBuffer;
+  input: SharedArrayBuffer;
+  output: SharedArrayBuffer;
   items: WorkerItem[];
 }
 
 export interface WorkerReply {
   seq: number;
-  input: ArrayBuffer;
-  output: ArrayBuffer;
+  input: SharedArrayBuffer;
+  output: SharedArrayBuffer;
   items: { off: number; len: number; error?: string }[];
 }
 
@@ -98,7 +101,7 @@ export class CodecPool {
   private local?: Zstd;
   private localOut = Buffer.alloc(0);
   private failed?: Error;
-  private readonly slabs: ArrayBuffer[] = [];
+  private readonly slabs: SharedArrayBuffer[] = [];
 
   constructor(
     private readonly key: MasterKey,
@@ -174,12 +177,12 @@ export class CodecPool {
     });
   }
 
-  private slab(n: number): ArrayBuffer {
-    if (n > SLAB) return new ArrayBuffer(n);
-    return this.slabs.pop() ?? new ArrayBuffer(SLAB);
+  private slab(n: number): SharedArrayBuffer {
+    if (n > SLAB) return new SharedArrayBuffer(n);
+    return this.slabs.pop() ?? new SharedArrayBuffer(SLAB);
   }
 
-  private recycle(b: ArrayBuffer): void {
+  private recycle(b: SharedArrayBuffer): void {
     if (b.byteLength === SLAB && this.slabs.length < 2 * PER_WORKER * this.workers.length) this.slabs.push(b);
   }
 
@@ -224,7 +227,7 @@ export class CodecPool {
     this.waiting.set(seq, { op, jobs });
     const target = this.workers.reduce((a, b) => (b.busy < a.busy ? b : a));
     if (target.busy++ === 0) target.w.ref();
-    target.w.postMessage({ seq, op, input, output, items } satisfies WorkerRequest, [input, output]);
+    target.w.postMessage({ seq, op, input, output, items } satisfies WorkerRequest);
   }
 
   private onReply(m: WorkerReply, worker: { w: Worker; busy: number }): void {

@@ -1,9 +1,9 @@
 /**
  * Codec worker thread: seals and opens batches of blobs with its own zstd context.
- * Protocol (see pool.ts): a request carries two ArrayBuffers, `input` (every
- * input back to back, ids included) and `output` (room for every result), and a
- * list of items; the reply hands both buffers back (transferred, never copied)
- * with each item's output offset and length, or an error message.
+ * Protocol (see pool.ts): a request carries two shared slabs, `input` (every
+ * input back to back, ids included) and `output` (room for every result, filled
+ * in place), and a list of items; the reply hands both back with each item's
+ * output offset and length, or an error message.
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import { Zstd } from './compress.ts';
@@ -37,5 +37,5 @@ parentPort!.on('message', (req: WorkerRequest) => {
     }
   });
   const reply: WorkerReply = { seq: req.seq, input: req.input, output: req.output, items };
-  parentPort!.postMessage(reply, [req.input, req.output]);
+  parentPort!.postMessage(reply);
 });
