@@ -65,6 +65,8 @@ export interface Proposal {
 
 /** pg_type's relfilenode (mapped; 1247 unless pg_type was rewritten). */
 const PG_TYPE_NODE = 1247;
+/** XLOG_PAGE_MAGIC per PostgreSQL major version. */
+const WAL_MAGIC_MAJOR: Record<number, number> = { 0xd106: 13, 0xd10d: 14, 0xd110: 15, 0xd113: 16, 0xd116: 17 };
 /** Below FirstNormalObjectId, relation files belong to the system catalogs. */
 const FIRST_NORMAL_OID = 16384;
 const SYSTEM_SCHEMAS = new Set(['pg_catalog', 'pg_toast', 'information_schema']);
@@ -372,11 +374,13 @@ export async function findIncidents(repo: Repository, opts: FindOptions): Promis
   const dir = await mkdtemp(join(opts.tmpRoot ?? tmpdir(), 'ferry-incident-'));
   const all: (Incident & { commitMs: number })[] = [];
   const seen = new Set<string>();
-  const binDir = opts.binDir ?? pgBinDir();
   const stopAfter = opts.until !== undefined ? opts.until + CLOCK_SLACK_MS : undefined;
   try {
     const firstData = await fetchWal(repo, objects[0].name);
-    const segSize = readLongPageHeader(firstData)?.segmentSize ?? 16 * 1024 * 1024;
+    const header = readLongPageHeader(firstData);
+    const segSize = header?.segmentSize ?? 16 * 1024 * 1024;
+    // pg_waldump reads only its own major version's WAL: pick the binaries by the page magic.
+    const binDir = opts.binDir ?? pgBinDir(header ? WAL_MAGIC_MAJOR[header.magic] : undefined);
     const prefetched = new Map([[objects[0].name, firstData]]);
     let done = 0;
     for (const run of runsOf(objects, segSize)) {
@@ -457,6 +461,11 @@ async function scanRun(repo: Repository, run: Run, segSize: number, tracker: Wal
       held.set(i, path);
     }
     const r = await waldump(sc.binDir, sc.dir, pos, fileNameOf(run.segments[start]), fileNameOf(run.segments[end]), tracker, sc.stopAfter);
+    if (tracker.records === 0 && r.error) {
+      throw new PostgresError(`pg_waldump (${sc.binDir}) cannot read WAL segment ${run.segments[start].name}: ${r.error}`, {
+        hint: 'use the PostgreSQL binaries of the version that wrote the WAL (FERRY_PG_BIN)',
+      });
+    }
     const next = tracker.lastLsn >= pos ? tracker.lastLsn + 1n : pos;
     const at = run.segnos.findIndex((s) => s === next / size);
     for (; reported < (at < 0 ? end : at - 1); ) {
