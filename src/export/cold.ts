@@ -59,10 +59,10 @@ export async function openColdTier(hot: Repository, storage: Storage, creds: Cre
       if (!(e instanceof AlreadyExistsError)) throw e;
     });
   }
+  // Slots added to the hot repository later (key rotation) open the cold tier too.
+  else await copySlots(hot, storage);
   const cold = await Repository.open(storage, creds, hot.clock);
   if (cold.config.id !== hot.config.id || cold.config.mac !== hot.config.mac) throw other();
-  // Slots added to the hot repository later (key rotation) open the cold tier too.
-  if (write) await copySlots(hot, storage);
   return cold;
 }
 

@@ -159,3 +159,16 @@ it('refuses a cold tier that is the repository itself (under any name) or anothe
   assert.equal(r.code, 2, r.stderr);
   assert.match(r.stderr, /holds another Ferry repository/);
 });
+
+it('a key slot added to the repository later opens the cold tier too', async () => {
+  await ferryOk(['key', 'add'], { env: { ...env, FERRY_NEW_PASSWORD: 'rotated passphrase' } });
+  const { FERRY_KEY_FILE: _unused, ...rest } = env;
+  const list = JSON.parse((await ferryOk(['pg', 'exports', '--json'], { env: { ...rest, FERRY_PASSWORD: 'rotated passphrase' } })).stdout);
+  assert.deepEqual(list.map((e: Listed) => [e.id, e.tier]), [
+    [e2.id, 'cold'],
+    [e3.id, 'hot'],
+  ]);
+  const out = join(tmp.path, 'rotated.dump');
+  await ferryOk(['pg', 'export', 'get', e2.id, '--out', out], { env: { ...rest, FERRY_PASSWORD: 'rotated passphrase' } });
+  assert.equal(createHash('sha256').update(readFileSync(out)).digest('hex'), e2.sha256);
+});
