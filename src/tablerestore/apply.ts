@@ -74,14 +74,15 @@ export async function applyTableRestore(live: Client, scratch: Client, t: TableI
   }
   await live.query('BEGIN');
   try {
-    if (!opts.dryRun) {
-      await live.query(`SET LOCAL lock_timeout = ${Math.max(1, Math.round(opts.lockTimeoutMs ?? 30_000))}`);
-      // Writers wait for us (readers do not), so the plan stays true until commit.
-      if (opts.mode !== 'new-table') await live.query(`LOCK TABLE ${liveQ} IN SHARE ROW EXCLUSIVE MODE`);
-    }
     await live.query(`CREATE TEMP TABLE ferry_restored ON COMMIT DROP AS SELECT ${colList} FROM ${liveQ} WITH NO DATA`);
     const restoredRows = await copyRows(scratch, `SELECT ${colList} FROM ${liveQ}`, live, RESTORED, cols);
     await live.query(`ANALYZE ${RESTORED}`);
+    if (!opts.dryRun) {
+      await live.query(`SET LOCAL lock_timeout = ${Math.max(1, Math.round(opts.lockTimeoutMs ?? 30_000))}`);
+      // Taken once the rows are loaded, so writers wait only for the plan and the change (readers never
+      // wait): the plan stays true until commit.
+      if (opts.mode !== 'new-table') await live.query(`LOCK TABLE ${liveQ} IN SHARE ROW EXCLUSIVE MODE`);
+    }
     const { plan, effects } = await planRestore(live, t, opts.mode, restoredRows, newName);
     if (opts.dryRun) {
       await live.query('ROLLBACK');
