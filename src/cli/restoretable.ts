@@ -67,18 +67,21 @@ const restoreTable: Command = {
   summary: 'restore one table from a snapshot, a point in time or an export into the live database (merge, replace or new table)',
   usage:
     'SCHEMA.TABLE (--from-snapshot ID | --from-time T | --from-export ID) --mode (replace | merge | new-table)\n' +
-    '       [--into CONNINFO] [--dry-run] [--yes] [--include-dependents T1,T2 | --cascade] [--scratch-dir DIR] [--cold URL] [--json]',
+    '       [--into CONNINFO] [--dry-run] [--yes] [--include-dependents T1,T2 | --cascade] [--scratch-dir DIR] [--cold URL] [--lock-timeout S] [--json]',
   description:
-    'Restores the source into a scratch PostgreSQL server (a temporary directory, unix socket only; always stopped\n' +
-    'and removed afterwards: a snapshot to its consistent point, a time by PITR, an export with pg_restore), then brings the table into the live database (the libpq environment PGHOST, PGPORT,\n' +
-    'PGUSER, PGDATABASE, or --into CONNINFO) in one transaction:\n' +
+    'Restores the source into a scratch PostgreSQL server in a temporary directory (--scratch-dir; unix socket only,\n' +
+    'always stopped and removed afterwards): a snapshot to its consistent point, a time by PITR, an export with\n' +
+    'pg_restore (the cold tier too: --cold URL or FERRY_COLD_REPO). Then brings the table into the live database\n' +
+    '(the libpq environment PGHOST, PGPORT, PGUSER, PGDATABASE, or --into CONNINFO) in one transaction:\n' +
     '  merge      insert the rows missing from the live table (matched by primary key); existing rows are untouched\n' +
     '  replace    make the live table equal to the restored one (delete, update, insert). Refused while rows of other\n' +
     '             tables would be deleted, blocked or changed through foreign keys, unless those tables are named with\n' +
     '             --include-dependents SCHEMA.TABLE,... (or all of them with --cascade). Needs --yes when it deletes\n' +
     '             or updates rows.\n' +
     '  new-table  create TABLE_restored_YYYYMMDDHHMMSS (UTC) beside the live table and fill it\n' +
-    '--dry-run prints what would be inserted, updated and deleted (and the dependent rows) and changes nothing.',
+    '--dry-run prints what would be inserted, updated and deleted (and the dependent rows) and changes nothing.\n' +
+    '--lock-timeout S bounds the wait for the table lock (default 30); --timeout S the scratch recovery (default 3600).\n' +
+    'Details: docs/restore-table.md',
   args: [1, 1],
   options: {
     'from-snapshot': { type: 'string' },
