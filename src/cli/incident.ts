@@ -1,5 +1,5 @@
 /** `ferry incident find`: transactions in archived WAL that removed or changed many rows. */
-import { DEFAULT_MIN_ROWS, DEFAULT_WINDOW_MS, OPS, findIncidents, qualifyTable, type IncidentOp } from '../incident/find.ts';
+import { DEFAULT_MIN_ROWS, DEFAULT_WINDOW_MS, OPS, findIncidents, qualifyTable, type IncidentOp, type TableChange } from '../incident/find.ts';
 import { liveResolver, noNames } from '../incident/names.ts';
 import { parseTargetTime } from '../postgres/plan.ts';
 import { parseTimeline } from '../postgres/wal.ts';
@@ -78,11 +78,15 @@ const find: Command = {
         lines.push('no transaction matches');
         return lines.join('\n');
       }
+      // The database is shown only when the changes span more than one.
+      const dbs = new Set(result.transactions.flatMap((t) => t.tables.map((c) => c.database ?? '')));
+      const tableName = (c: TableChange) => (dbs.size > 1 && c.database ? `${c.database}: ${c.name}` : c.name);
       const rows: string[][] = [];
       for (const t of result.transactions) {
-        t.tables.forEach((c, i) =>
-          rows.push(i === 0 ? [String(t.xid), t.commitTime, t.lsn, c.name, c.op, c.rows === null ? 'all' : String(c.rows)] : ['', '', '', c.name, c.op, c.rows === null ? 'all' : String(c.rows)]),
-        );
+        t.tables.forEach((c, i) => {
+          const change = [tableName(c), c.op, c.rows === null ? 'all' : String(c.rows)];
+          rows.push(i === 0 ? [String(t.xid), t.commitTime, t.lsn, ...change] : ['', '', '', ...change]);
+        });
       }
       lines.push('', table(['XID', 'COMMIT TIME', 'COMMIT LSN', 'TABLE', 'OP', 'ROWS'], rows));
       if (result.proposal) {

@@ -43,6 +43,8 @@ export interface TableChange {
    * exact when the table's file was created within the scanned WAL, else null.
    */
   rows: number | null;
+  /** The database, when the live cluster could name it. */
+  database?: string;
 }
 
 export interface Incident {
@@ -84,6 +86,8 @@ export interface Names {
   files: ReadonlyMap<string, RelName>;
   /** Keyed by `db/oid`. */
   oids: ReadonlyMap<string, RelName>;
+  /** Database names by OID. */
+  databases?: ReadonlyMap<number, string>;
   /** Files a later TRUNCATE or rewrite in the scan replaced, named through that transaction (see `withFormerFiles`). */
   former?: ReadonlyMap<string, RelName>;
 }
@@ -154,18 +158,19 @@ function oidName(db: number, oid: number, names: Names): string | undefined {
  */
 export function describeTx(tx: CommittedTx, names: Names, kinds: NodeKinds): TableChange[] {
   const out: TableChange[] = [];
-  const add = (name: string | undefined, op: IncidentOp, rows: number | null) => {
+  const add = (db: number, name: string | undefined, op: IncidentOp, rows: number | null) => {
     if (!name) return;
-    const same = out.find((c) => c.name === name && c.op === op);
+    const database = names.databases?.get(db);
+    const same = out.find((c) => c.name === name && c.op === op && c.database === database);
     if (same) {
       if (same.rows !== null && rows !== null) same.rows += rows;
-    } else out.push({ name, op, rows });
+    } else out.push({ name, op, rows, ...(database !== undefined ? { database } : {}) });
   };
   for (const [k, c] of tx.rows) {
     const f = parseRelKey(k);
     const name = fileName(f, names, kinds);
-    if (c.deleted) add(name, 'delete', c.deleted);
-    if (c.updated) add(name, 'update', c.updated);
+    if (c.deleted) add(f.db, name, 'delete', c.deleted);
+    if (c.updated) add(f.db, name, 'update', c.updated);
   }
   const lockDb = (oid: number): number => tx.lockedOids.find((l) => l.oid === oid)?.db ?? 0;
   // Rows a truncated table held, when its old file (numbered like its OID) was created
@@ -177,7 +182,7 @@ export function describeTx(tx: CommittedTx, names: Names, kinds: NodeKinds): Tab
   let truncated = false;
   for (const t of tx.truncatedOids) {
     const db = t.db || lockDb(t.oid);
-    add(oidName(db, t.oid, names) ?? `rel oid ${db}/${t.oid}`, 'truncate', oldRows(db, t.oid));
+    add(db, oidName(db, t.oid, names) ?? `rel oid ${db}/${t.oid}`, 'truncate', oldRows(db, t.oid));
     truncated = true;
   }
   if (!truncated && tx.dropped.length > 0 && tx.created.length > 0) {
@@ -187,14 +192,14 @@ export function describeTx(tx: CommittedTx, names: Names, kinds: NodeKinds): Tab
     const before = out.length;
     for (const f of tx.created) {
       const n = names.files.get(relKey(f));
-      if (n && empty.has(relKey(f))) add(userName(n), 'truncate', oldRows(f.db, n.oid));
+      if (n && empty.has(relKey(f))) add(f.db, userName(n), 'truncate', oldRows(f.db, n.oid));
     }
     // Files no longer current (truncated again, or dropped since): a relation's heap is
     // the first file it gets, so an empty first file is a TRUNCATE; name the tables it locked.
     const first = tx.created[0];
     if (out.length === before && !names.files.has(relKey(first)) && empty.has(relKey(first))) {
-      for (const l of tx.lockedOids) add(oidName(l.db, l.oid, names), 'truncate', oldRows(l.db, l.oid));
-      if (out.length === before) add(fileName(first, names, kinds), 'truncate', null);
+      for (const l of tx.lockedOids) add(l.db, oidName(l.db, l.oid, names), 'truncate', oldRows(l.db, l.oid));
+      if (out.length === before) add(first.db, fileName(first, names, kinds), 'truncate', null);
     }
   }
   // A dropped table takes its row type and array type with it (two pg_type rows);
@@ -214,7 +219,7 @@ export function describeTx(tx: CommittedTx, names: Names, kinds: NodeKinds): Tab
     const heaps = gone.filter((f) => kinds.heapNodes?.has(relKey(f)));
     const tables = Math.round(typeDeletes / 2);
     const shown = heaps.length ? heaps : tables <= 1 ? [...gone].sort((a, b) => a.node - b.node).slice(0, 1) : gone;
-    for (const f of shown) add(fileName(f, names, kinds), 'drop', tx.droppedRows.get(relKey(f)) ?? null);
+    for (const f of shown) add(f.db, fileName(f, names, kinds), 'drop', tx.droppedRows.get(relKey(f)) ?? null);
   }
   return out.sort((a, b) => rank(b) - rank(a) || a.name.localeCompare(b.name));
 }
@@ -244,7 +249,7 @@ export function qualifyTable(t: string): string {
   return s.includes('.') ? s : `public.${s}`;
 }
 
-/** A change counts when it removed or changed at least minRows rows, or is a TRUNCATE or DROP. */
+/** A change counts when it removed or changed at least minRows rows, or is a TRUNCATE or DROP of unknown size. */
 function counts(c: TableChange, f: IncidentFilter): boolean {
   return (c.rows === null || c.rows >= f.minRows) && (!f.op || c.op === f.op) && (!f.table || c.name === f.table);
 }
@@ -416,7 +421,11 @@ async function nameAll(txs: CommittedTx[], resolver: NameResolver): Promise<Name
     for (const f of [...t.dropped, ...t.created, ...t.smgrTruncated]) files.set(relKey(f), f);
     for (const o of [...t.lockedOids, ...t.truncatedOids]) oids.set(`${o.db}/${o.oid}`, o);
   }
-  return withFormerFiles(txs, { files: await resolver.byFile([...files.values()]), oids: await resolver.byOid([...oids.values()]) });
+  return withFormerFiles(txs, {
+    files: await resolver.byFile([...files.values()]),
+    oids: await resolver.byOid([...oids.values()]),
+    databases: await resolver.databases(),
+  });
 }
 
 interface ScanContext {

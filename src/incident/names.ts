@@ -27,6 +27,8 @@ export interface NameResolver {
   byFile(files: RelFile[]): Promise<Map<string, RelName>>;
   /** Names of relation OIDs, keyed by `db/oid`. */
   byOid(oids: { db: number; oid: number }[]): Promise<Map<string, RelName>>;
+  /** Database names by OID (empty when unknown). */
+  databases(): Promise<Map<number, string>>;
   close(): Promise<void>;
 }
 
@@ -34,6 +36,7 @@ export interface NameResolver {
 export const noNames: NameResolver = {
   byFile: async () => new Map(),
   byOid: async () => new Map(),
+  databases: async () => new Map(),
   close: async () => undefined,
 };
 
@@ -129,6 +132,9 @@ export function liveResolver(warn: (line: string) => void): NameResolver {
         for (const x of r.rows) out.set(`${db}/${x.oid}`, { schema: x.schema, name: x.name, kind: x.kind, oid: x.oid });
       }
       return out;
+    },
+    async databases() {
+      return new Map(await dbNames());
     },
     async close() {
       for (const p of clients.values()) await (await p)?.end().catch(() => undefined);

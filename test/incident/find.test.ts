@@ -74,6 +74,9 @@ before(async () => {
   } finally {
     await c.end();
   }
+  // Another database, where a table of the same OID range loses its rows too.
+  await a.cluster.psql('CREATE DATABASE shop');
+  await a.cluster.psql('CREATE TABLE orders (id int PRIMARY KEY); INSERT INTO orders SELECT generate_series(1, 120); DELETE FROM orders;', 'shop');
   // Later, legitimate writes to all three tables (small), then a TRUNCATE and a DROP.
   await a.cluster.psql(`
     INSERT INTO users VALUES (1001, 'new1@example.com'), (1002, 'new2@example.com');
@@ -106,8 +109,8 @@ describe('incident find', () => {
     assert.ok(ms >= timeBefore - 1 && ms <= timeAfter + 1, `commit time ${tx.commitTime} is between ${new Date(timeBefore).toISOString()} and ${new Date(timeAfter).toISOString()}`);
     assert.ok(parseLsn(tx.lsn) > parseLsn(lsnBefore) && parseLsn(tx.lsn) < parseLsn(lsnAfter), `commit LSN ${tx.lsn} is between ${lsnBefore} and ${lsnAfter}`);
     assert.deepEqual(tx.tables, [
-      { name: 'public.applications', op: 'delete', rows: APPS },
-      { name: 'public.users', op: 'delete', rows: USERS },
+      { name: 'public.applications', op: 'delete', rows: APPS, database: 'postgres' },
+      { name: 'public.users', op: 'delete', rows: USERS, database: 'postgres' },
     ]);
     assert.equal(r.proposal?.xid, xid);
     assert.match(r.proposal!.command, new RegExp(`--before-xid ${xid}\\b`));
@@ -117,13 +120,13 @@ describe('incident find', () => {
     const all = await find([]);
     assert.deepEqual(
       all.transactions.map((x) => x.tables.map((c) => `${c.op} ${c.name.startsWith('rel ') ? 'rel' : c.name}`).join(', ')),
-      ['delete public.applications, delete public.users', 'truncate public.scratch', 'drop rel'],
+      ['delete public.applications, delete public.users', 'delete public.orders', 'truncate public.scratch', 'drop rel'],
       'the small later writes stay below the threshold',
     );
     // Both tables were created within the archived WAL, so their row counts are known.
     assert.deepEqual(
       (await find(['--op', 'truncate'])).transactions.map((x) => x.tables),
-      [[{ name: 'public.scratch', op: 'truncate', rows: 150 }]],
+      [[{ name: 'public.scratch', op: 'truncate', rows: 150, database: 'postgres' }]],
     );
     assert.deepEqual(
       (await find(['--op', 'drop'])).transactions.map((x) => x.tables.map((c) => [c.name.replace(/\d+$/, 'N'), c.op, c.rows])),
@@ -133,7 +136,9 @@ describe('incident find', () => {
     assert.equal((await find(['--table', 'users', '--until', new Date(timeBefore - 1000).toISOString()])).transactions.length, 0);
     assert.equal((await find(['--table', 'users', '--since', new Date(timeAfter + 1).toISOString()])).transactions.length, 0);
     const low = await find(['--table', 'public.audit_log', '--min-rows', '5']);
-    assert.deepEqual(low.transactions[0]?.tables, [{ name: 'public.audit_log', op: 'update', rows: 10 }]);
+    assert.deepEqual(low.transactions[0]?.tables, [{ name: 'public.audit_log', op: 'update', rows: 10, database: 'postgres' }]);
+    const shop = await find(['--table', 'orders']);
+    assert.deepEqual(shop.transactions.map((x) => x.tables), [[{ name: 'public.orders', op: 'delete', rows: 120, database: 'shop' }]], 'names come from the right database');
   });
 
   it('prints a table for humans, and shows relation files when it may not ask the database', async (t) => {
@@ -162,7 +167,7 @@ describe('incident find', () => {
     );
     assert.deepEqual(
       r.transactions.map((x) => x.tables[0].op),
-      ['delete', 'truncate', 'drop'],
+      ['delete', 'delete', 'truncate', 'drop'],
     );
   });
 
