@@ -223,7 +223,7 @@ export class Repository {
     if (!this.indexLoaded) await this.loadIndex();
     const loc = this.index.lookup(idHex);
     if (!loc) throw new IntegrityError(`blob ${idHex.slice(0, 16)} is not in the index of ${this.location}`, { hint: 'run `ferry repo check`' });
-    const sealed = await this.storage.get(packKey(loc.packId), { offset: loc.offset, length: loc.length });
+    const sealed = await this.storage.get(packKey(loc.packId), { offset: loc.offset, length: loc.length, immutable: true });
     if (sealed.length !== loc.length) throw new IntegrityError(`pack ${loc.packId.slice(0, 16)} is shorter than its index says`);
     return this.codec.open(Buffer.from(idHex, 'hex'), sealed, loc.rawLength, `pack ${loc.packId.slice(0, 16)}`);
   }

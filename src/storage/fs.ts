@@ -20,6 +20,13 @@ import { checkRange, resolveRange } from './range.ts';
 import type { Capabilities, GetOptions, ListPage, ObjectInfo, PutOptions, Storage } from './types.ts';
 
 const TMP_PREFIX = '.tmp-';
+/** Open handles kept for reads of immutable objects (restore reads one pack range after another). */
+const KEEP_OPEN = 32;
+
+interface Reader {
+  fh: Promise<{ fh: FileHandle; size: number }>;
+  users: number;
+}
 const DEFAULT_PAGE_SIZE = 1000;
 
 export interface FsStorageOptions {
@@ -44,6 +51,7 @@ export class FsStorage implements Storage {
   private readonly dirMode: number;
   /** Directories made durable by this process (created and parent chain fsynced). */
   private readonly durableDirs = new Map<string, Promise<void>>();
+  private readonly readers = new Map<string, Reader>();
 
   constructor(root: string, opts: FsStorageOptions = {}) {
     this.root = resolve(root);
@@ -79,10 +87,48 @@ export class FsStorage implements Storage {
 
   async get(key: string, opts?: GetOptions): Promise<Buffer> {
     checkRange(opts);
+    if (opts?.immutable) return this.getKeptOpen(key, opts);
     const fh = await this.openForRead(key);
     try {
-      const st = await fh.stat();
-      const { start, end } = resolveRange(st.size, opts);
+      return await this.readRange(key, fh, opts);
+    } finally {
+      await fh.close().catch(() => {});
+    }
+  }
+
+  /** A ranged read through a handle kept open across calls (see KEEP_OPEN). */
+  private async getKeptOpen(key: string, opts: GetOptions): Promise<Buffer> {
+    let r = this.readers.get(key);
+    if (r) {
+      this.readers.delete(key); // re-insert: the map's order is least recently used first
+      this.readers.set(key, r);
+    } else {
+      r = { fh: this.openForRead(key).then(async (fh) => ({ fh, size: (await fh.stat()).size })), users: 0 };
+      this.readers.set(key, r);
+      r.fh.catch(() => this.readers.get(key) === r && this.readers.delete(key));
+      this.evictReaders();
+    }
+    r.users++;
+    try {
+      const { fh, size } = await r.fh;
+      return await this.readRange(key, fh, opts, size);
+    } finally {
+      r.users--;
+      if (this.readers.get(key) !== r && r.users === 0) await closeReader(r);
+    }
+  }
+
+  private evictReaders(): void {
+    for (const [k, r] of this.readers) {
+      if (this.readers.size <= KEEP_OPEN) break;
+      this.readers.delete(k);
+      if (r.users === 0) void closeReader(r);
+    }
+  }
+
+  private async readRange(key: string, fh: FileHandle, opts?: GetOptions, knownSize?: number): Promise<Buffer> {
+    try {
+      const { start, end } = resolveRange(knownSize ?? (await fh.stat()).size, opts);
       const buf = Buffer.allocUnsafe(end - start);
       let off = 0;
       while (off < buf.length) {
@@ -95,8 +141,6 @@ export class FsStorage implements Storage {
       return buf;
     } catch (e) {
       throw fsError(e, 'read', this.pathOf(key), key);
-    } finally {
-      await fh.close().catch(() => {});
     }
   }
 
@@ -137,6 +181,11 @@ export class FsStorage implements Storage {
   }
 
   async delete(key: string): Promise<void> {
+    const r = this.readers.get(key);
+    if (r) {
+      this.readers.delete(key);
+      if (r.users === 0) await closeReader(r);
+    }
     const p = this.pathOf(key);
     try {
       await unlink(p);
@@ -148,7 +197,11 @@ export class FsStorage implements Storage {
     await fsyncDir(dirname(p));
   }
 
-  async close(): Promise<void> {}
+  async close(): Promise<void> {
+    const all = [...this.readers.values()];
+    this.readers.clear();
+    await Promise.all(all.map(closeReader));
+  }
 
   /** Validated key -> absolute path inside the root. */
   private pathOf(key: string): string {
@@ -347,4 +400,8 @@ function fsError(e: unknown, verb: string, path: string, key?: string): Error {
     default:
       return new StorageError(`${what}: ${(e as Error).message}`, opts);
   }
+}
+
+async function closeReader(r: Reader): Promise<void> {
+  await (await r.fh.catch(() => undefined))?.fh.close().catch(() => {});
 }

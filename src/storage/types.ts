@@ -49,6 +49,11 @@ export interface GetOptions {
   offset?: number;
   /** Number of bytes to read; omitted means to the end. */
   length?: number;
+  /**
+   * The object never changes once written (a content-addressed pack): a backend may
+   * keep it open between reads (fs keeps a few file handles), a hint only.
+   */
+  immutable?: boolean;
 }
 
 export interface ListPage {

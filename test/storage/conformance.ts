@@ -103,6 +103,24 @@ export function storageConformance(name: string, makeStorage: () => Promise<Stor
       await assert.rejects(storage.get('range/missing', { offset: 2, length: 3 }), NotFoundError);
     });
 
+    it('reads ranges of immutable objects (kept open by fs) concurrently, and not after delete', async () => {
+      const objs = Array.from({ length: 40 }, (_, k) => Buffer.from(Array.from({ length: 3000 }, (_, i) => (i * 7 + k) % 253)));
+      await Promise.all(objs.map((d, k) => storage.put(`imm/o${k}`, d)));
+      // More objects than fs keeps open, read in parallel twice over: eviction under use.
+      for (let round = 0; round < 2; round++) {
+        await Promise.all(
+          objs.map(async (d, k) => {
+            const got = await storage.get(`imm/o${k}`, { offset: 100 + k, length: 500, immutable: true });
+            assert.ok(got.equals(d.subarray(100 + k, 600 + k)), `imm/o${k}`);
+          }),
+        );
+      }
+      assert.ok((await storage.get('imm/o0', { offset: -10, immutable: true })).equals(objs[0].subarray(2990)));
+      await storage.delete('imm/o1');
+      await assert.rejects(storage.get('imm/o1', { offset: 0, length: 5, immutable: true }), NotFoundError);
+      await assert.rejects(storage.get('imm/none', { offset: 0, length: 5, immutable: true }), NotFoundError);
+    });
+
     it('stats existing and missing objects', async () => {
       const t0 = Date.now();
       await storage.put('stat/obj', Buffer.alloc(4321, 7));
