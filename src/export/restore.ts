@@ -32,13 +32,14 @@ export interface RestoreExportReport {
   existing: string[];
 }
 
-/** User relations (tables, views, sequences, …) in the database the client is connected to. */
+/** User relations (tables, views, sequences, …; not those of extensions) in the database the client is connected to. */
 async function userRelations(client: pg.Client): Promise<string[]> {
   const r = await client.query<{ name: string }>(
     `SELECT format('%I.%I', n.nspname, c.relname) AS name
        FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
       WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f')
         AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp\\_%'
+        AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e')
       ORDER BY 1`,
   );
   return r.rows.map((x) => x.name);
