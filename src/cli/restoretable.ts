@@ -178,6 +178,7 @@ const restoreTable: Command = {
 
       // 3. into the live database, one transaction
       const result = await applyTableRestore(live, scratchClient, table, { mode, dryRun, yes: !!values.yes, included, nowMs: clock.now(), lockTimeoutMs });
+      for (const w of result.warnings) ctx.warn(w);
       // A dry run also says whether the real run would be refused (dependents, missing parents).
       const refused = dryRun ? refusal(result.plan, included, true)?.message : undefined;
       ctx.out(

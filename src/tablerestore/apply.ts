@@ -26,6 +26,7 @@ export interface ApplyOptions {
 export interface ApplyResult {
   plan: TablePlan;
   applied: boolean;
+  warnings: string[];
 }
 
 function keyEq(a: string, b: string, cols: string[]): string {
@@ -47,14 +48,27 @@ function translate(e: unknown, table: string): FerryError {
   });
 }
 
-/** Moves sequences owned by the table's integer columns past the largest value now stored. */
-async function advanceSequences(c: Client, target: string, t: TableInfo): Promise<void> {
+/**
+ * Moves sequences owned by the table's integer columns past the largest value now
+ * stored, so later inserts do not collide with restored rows. A sequence that cannot
+ * be moved (no privilege) is reported, not fatal: the rows are what matters.
+ */
+async function advanceSequences(c: Client, target: string, t: TableInfo): Promise<string[]> {
+  const warnings: string[] = [];
   for (const col of t.columns.filter((x) => /^(smallint|integer|bigint)$/.test(x.type))) {
     const r = await c.query<{ s: string | null }>('SELECT pg_get_serial_sequence($1, $2) AS s', [target, col.name]);
     const seq = r.rows[0]?.s;
     if (!seq) continue;
-    await c.query(`SELECT setval($1::regclass, m) FROM (SELECT max(${ident(col.name)}) AS m FROM ${target}) x WHERE m > COALESCE(pg_sequence_last_value($1::regclass), 0)`, [seq]);
+    await c.query('SAVEPOINT ferry_sequence');
+    try {
+      await c.query(`SELECT setval($1::regclass, m) FROM (SELECT max(${ident(col.name)}) AS m FROM ${target}) x WHERE m > COALESCE(pg_sequence_last_value($1::regclass), 0)`, [seq]);
+      await c.query('RELEASE SAVEPOINT ferry_sequence');
+    } catch (e) {
+      await c.query('ROLLBACK TO SAVEPOINT ferry_sequence');
+      warnings.push(`sequence ${seq} of column "${col.name}" was not moved past the restored values (${(e as Error).message}); later inserts may collide`);
+    }
   }
+  return warnings;
 }
 
 /**
@@ -86,7 +100,7 @@ export async function applyTableRestore(live: Client, scratch: Client, t: TableI
     const { plan, effects } = await planRestore(live, t, opts.mode, restoredRows, newName);
     if (opts.dryRun) {
       await live.query('ROLLBACK');
-      return { plan, applied: false };
+      return { plan, applied: false, warnings: [] };
     }
     const why = refusal(plan, opts.included, opts.yes);
     if (why) throw why;
@@ -114,9 +128,9 @@ export async function applyTableRestore(live: Client, scratch: Client, t: TableI
       await live.query(`CREATE TABLE ${target} (LIKE ${liveQ} INCLUDING ALL)`);
       await live.query(`INSERT INTO ${target} (${colList}) OVERRIDING SYSTEM VALUE SELECT ${colList} FROM ${RESTORED}`);
     }
-    await advanceSequences(live, target, t);
+    const warnings = await advanceSequences(live, target, t);
     await live.query('COMMIT');
-    return { plan, applied: true };
+    return { plan, applied: true, warnings };
   } catch (e) {
     await live.query('ROLLBACK').catch(() => undefined);
     throw translate(e, name);

@@ -71,6 +71,8 @@ before(async () => {
     CREATE TABLE "Odd; Schema"."x"" y; DROP TABLE users --" (id int PRIMARY KEY, v text);
     INSERT INTO "Odd; Schema"."x"" y; DROP TABLE users --" VALUES (1, 'one'), (2, 'two');
     CREATE TABLE nokey (v int);
+    CREATE TABLE events (id int GENERATED ALWAYS AS IDENTITY PRIMARY KEY, what text, what_upper text GENERATED ALWAYS AS (upper(what)) STORED);
+    INSERT INTO events (what) SELECT 'event ' || g FROM generate_series(1, 5) g;
   `);
   const snap = await ferry(['pg', 'snapshot', '--json'], { env: a.env });
   assert.equal(snap.code, 0, snap.stderr);
@@ -91,6 +93,7 @@ before(async () => {
   await a.cluster.psql(`
     INSERT INTO users (email, name) VALUES ('new1@example.com', 'New 1'), ('new2@example.com', 'New 2'), ('new3@example.com', 'New 3');
     INSERT INTO applications (user_id, job) SELECT id, 'new job' FROM users;
+    TRUNCATE events RESTART IDENTITY;
     UPDATE unrelated SET v = 'changed' WHERE id <= 5;
     DELETE FROM unrelated WHERE id = 20;
     INSERT INTO unrelated VALUES (21, 'v21', NULL);
@@ -256,6 +259,18 @@ describe('pg restore-table', () => {
       await rows("SELECT format('%s|%s|%s', id, v, b) AS r FROM unrelated ORDER BY id"),
       await rows("SELECT format('%s|%s|%s', g, 'v' || g, decode(md5(g::text), 'hex')) AS r FROM generate_series(1, 20) g ORDER BY g"),
     );
+    assertNoScratchLeft();
+  });
+
+  it('merge after TRUNCATE ... RESTART IDENTITY writes identity columns as they were and moves the sequence past them', async () => {
+    const r = await restoreTable(['public.events', '--from-time', t1, '--mode', 'merge']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /inserted 5/);
+    await a.cluster.query("INSERT INTO events (what) VALUES ('after')");
+    assert.deepEqual(await rows("SELECT format('%s|%s|%s', id, what, what_upper) AS r FROM events ORDER BY id"), [
+      ...[1, 2, 3, 4, 5].map((i) => `${i}|event ${i}|EVENT ${i}`),
+      '6|after|AFTER',
+    ]);
     assertNoScratchLeft();
   });
 
