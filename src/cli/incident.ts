@@ -71,7 +71,7 @@ const find: Command = {
       const s = result.scanned;
       const lines = [
         s.segments
-          ? `scanned ${s.segments} WAL segment${s.segments === 1 ? '' : 's'} (${s.firstSegment} .. ${s.lastSegment}) for commits since ${s.since}${s.until ? ` until ${s.until}` : ''}: ${s.commits} commits with changes`
+          ? `scanned ${s.segments} WAL segment${s.segments === 1 ? '' : 's'} (${s.firstSegment} .. ${s.lastSegment}) for commits since ${s.since}${s.until ? ` until ${s.until}` : ''}: ${s.commits} commits`
           : `no WAL archived since ${s.since}`,
       ];
       if (!result.transactions.length) {

@@ -388,11 +388,13 @@ export async function findIncidents(repo: Repository, opts: FindOptions): Promis
     const binDir = opts.binDir ?? pgBinDir(header ? WAL_MAGIC_MAJOR[header.magic] : undefined);
     const prefetched = new Map([[objects[0].name, firstData]]);
     let done = 0;
+    const past = new Set<number>(); // timelines whose WAL went past --until
     for (const run of runsOf(objects, segSize)) {
-      const tracker = new WalTracker();
+      if (past.has(run.timeline)) continue;
+      const tracker = new WalTracker(opts.filter.minRows);
       await scanRun(repo, run, segSize, tracker, { dir, binDir, batch: Math.max(2, opts.batch ?? 8), stopAfter, warn, prefetched, onSegment: () => opts.onProgress?.(++done, objects.length) });
       scanned.records += tracker.records;
-      scanned.commits += tracker.committed.length;
+      scanned.commits += tracker.commits;
       const txs = tracker.committed.filter((t) => {
         const k = `${t.xid}@${t.lsn}`;
         if (seen.has(k)) return false; // the same WAL copied into the next timeline's first segment
@@ -404,7 +406,7 @@ export async function findIncidents(repo: Repository, opts: FindOptions): Promis
         const tables = describeTx(t, names, tracker);
         if (tables.length) all.push({ xid: t.xid, lsn: formatLsn(t.lsn), commitTime: t.commitTime, commitMs: t.commitMs, timeline: run.timeline, subxacts: t.subxacts, tables });
       }
-      if (stopAfter !== undefined && (tracker.lastCommitMs ?? 0) > stopAfter) break;
+      if (stopAfter !== undefined && (tracker.lastCommitMs ?? 0) > stopAfter) past.add(run.timeline);
     }
   } finally {
     await rm(dir, { recursive: true, force: true });
@@ -445,9 +447,18 @@ interface ScanContext {
  * holds it, so a record that crosses a batch boundary is read whole by the next run.
  */
 async function scanRun(repo: Repository, run: Run, segSize: number, tracker: WalTracker, sc: ScanContext): Promise<void> {
+  const held = new Map<number, string>();
+  try {
+    await scanBatches(repo, run, segSize, tracker, sc, held);
+  } finally {
+    for (const path of held.values()) await unlink(path).catch(() => undefined);
+  }
+}
+
+/** scanRun's loop; `held` maps segment indexes to the files fetched into the temp directory. */
+async function scanBatches(repo: Repository, run: Run, segSize: number, tracker: WalTracker, sc: ScanContext, held: Map<number, string>): Promise<void> {
   const n = run.segments.length;
   const size = BigInt(segSize);
-  const held = new Map<number, string>();
   let pos = run.segnos[0] * size;
   let reported = -1;
   for (;;) {

@@ -208,6 +208,15 @@ export class WalTracker {
   /** Commit time (ms) of the newest commit seen. */
   lastCommitMs?: number;
   records = 0;
+  /** Commit records seen (kept or not). */
+  commits = 0;
+
+  /**
+   * @param minRows keep only committed transactions that deleted or updated at least
+   *   this many rows of one relation file, or dropped or truncated relations (memory
+   *   stays bounded on a busy day of WAL); 0 keeps every transaction that changed rows.
+   */
+  constructor(private readonly minRows = 0) {}
 
   get lastLsn(): bigint {
     return this.last;
@@ -353,6 +362,7 @@ export class WalTracker {
     }
     const ms = Date.parse(d.time);
     this.lastCommitMs = ms;
+    this.commits++;
     // Files whose whole life is in the scan: how many rows they hold, so a TRUNCATE or
     // DROP of them has an exact row count. Not files a rewrite filled with page images.
     for (const k of merged.created.keys()) if (!merged.imaged.has(k)) this.born.set(k, 0);
@@ -369,6 +379,7 @@ export class WalTracker {
     }
     // Transactions that changed nothing we track (read-only, sequences, DDL without drops) are noise.
     if (merged.rows.size === 0 && d.rels.length === 0 && merged.truncatedOids.length === 0 && merged.smgrTruncated.length === 0) return;
+    if (d.rels.length === 0 && merged.truncatedOids.length === 0 && merged.smgrTruncated.length === 0 && ![...merged.rows.values()].some((c) => c.deleted >= this.minRows || c.updated >= this.minRows)) return;
     const created = [...merged.created.values()];
     this.committed.push({
       xid,
