@@ -74,6 +74,11 @@ it('at 91 days the older export moves to the cold tier; the younger stays', asyn
   await c.psql("INSERT INTO events SELECT g, 'new', md5(g::text) FROM generate_series(250001, 252000) g", 'app');
   e2 = await takeExport(60);
 
+  // `ferry expire` with a snapshot rule leaves exports to their own lifecycle.
+  const expired = JSON.parse((await ferryOk(['expire', '--keep-last', '1', '--yes', '--json'], { env: { ...env, ...at(61) } })).stdout);
+  assert.equal(JSON.stringify(expired).includes(e1.id), false, 'expire does not plan exports');
+  assert.equal((await exportsNow()).length, 2);
+
   // No terminal, no --yes: refused, nothing changes.
   const refused = await ferry(['pg', 'export', 'lifecycle'], { env: { ...env, ...at(91) } });
   assert.equal(refused.code, 2, refused.stderr);
