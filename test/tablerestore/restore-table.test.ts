@@ -94,6 +94,7 @@ before(async () => {
     INSERT INTO users (email, name) VALUES ('new1@example.com', 'New 1'), ('new2@example.com', 'New 2'), ('new3@example.com', 'New 3');
     INSERT INTO applications (user_id, job) SELECT id, 'new job' FROM users;
     TRUNCATE events RESTART IDENTITY;
+    CREATE TABLE later (id int PRIMARY KEY);
     UPDATE unrelated SET v = 'changed' WHERE id <= 5;
     DELETE FROM unrelated WHERE id = 20;
     INSERT INTO unrelated VALUES (21, 'v21', NULL);
@@ -117,6 +118,8 @@ describe('pg restore-table', () => {
       { args: ['public.nosuch', '--from-time', t1, '--mode', 'merge'], code: 1, says: /table public\.nosuch does not exist in the live database/ },
       { args: ['public."Users"', '--from-time', t1, '--mode', 'merge'], code: 1, says: /table public\."Users" does not exist/ },
       { args: ['public.nokey', '--from-time', t1, '--mode', 'merge'], code: 1, says: /public\.nokey has no primary key/ },
+      // fails after the scratch server is up: it is still stopped and removed
+      { args: ['public.later', '--from-time', t1, '--mode', 'merge'], code: 1, says: /table public\.later does not exist in the restored database "postgres" \(time .*, last transaction at/ },
       { args: ['public.users', '--from-time', '2001-01-01T00:00:00Z', '--mode', 'merge'], code: 2, says: /before the oldest snapshot's consistent point/ },
       { args: ['public.users', '--from-time', '2099-01-01T00:00:00Z', '--mode', 'merge'], code: 2, says: /is in the future/ },
       { args: ['public.users', '--from-time', 'yesterday', '--mode', 'merge'], code: 2, says: /"yesterday" is not a time/ },
