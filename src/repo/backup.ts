@@ -61,7 +61,7 @@ export interface BackupOptions {
   force?: boolean;
 }
 
-const READ_SLICE = 4 * 1024 * 1024;
+const READ_SLICE = 2 * 1024 * 1024;
 
 /** Walks `root` and returns nodes sorted by path (the root itself as ""). */
 export async function walkTree(root: string, exclude?: (rel: string, isDir: boolean) => boolean): Promise<TreeNode[]> {

@@ -56,11 +56,13 @@ export class BlobSaver {
     opts: SaverOptions = {},
   ) {
     this.inFlight = new ByteBudget(opts.inFlightBytes ?? 16 << 20);
-    this.uploadLimit = opts.uploads ?? 2;
+    // A local disk takes one pack at a time as fast as the next fills (and each pack in flight
+    // holds a 20 MiB buffer); a network store wants a few in flight.
+    this.uploadLimit = opts.uploads ?? (repo.storage.capabilities.remote ? 3 : 1);
     this.uploadSlots = new Semaphore(this.uploadLimit);
     this.indexEvery = opts.indexEvery ?? 32;
     // A pack never grows past its target by more than one largest chunk: no reallocation.
-    this.packBuffers = new BufferPool(this.repo.config.packSize + Math.max(this.repo.config.chunker.max, 1 << 20) + (64 << 10), (opts.uploads ?? 2) + 1);
+    this.packBuffers = new BufferPool(this.repo.config.packSize + Math.max(this.repo.config.chunker.max, 1 << 20) + (64 << 10), this.uploadLimit + 1);
     this.builder = this.newBuilder();
   }
 

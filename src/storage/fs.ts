@@ -45,6 +45,7 @@ export class FsStorage implements Storage {
     conditionalPut: true,
     versioning: false,
     objectLock: false,
+    remote: false,
   };
   private readonly root: string;
   private readonly fileMode: number;

@@ -58,6 +58,7 @@ export function s3Capabilities(opts: Pick<S3StorageOptions, 'endpoint' | 'capabi
     conditionalPut: opts.endpoint === undefined,
     versioning: false,
     objectLock: false,
+    remote: true,
     ...opts.capabilities,
   };
 }

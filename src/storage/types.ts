@@ -37,6 +37,8 @@ export interface Capabilities {
   versioning: boolean;
   /** The backend can lock objects against deletion (WORM). */
   objectLock: boolean;
+  /** Objects travel over a network: writers keep more uploads in flight to hide latency. */
+  remote: boolean;
 }
 
 export interface PutOptions {
