@@ -21,6 +21,9 @@ const groups: CommandGroup[] = [
   { words: ['pg'], load: async () => (await import('./export.ts')).exportCommands },
   { words: ['pg'], load: async () => (await import('./restoretable.ts')).restoreTableCommands },
   { words: ['incident'], load: async () => (await import('./incident.ts')).incidentCommands },
+  { words: ['objects', 'audit'], load: async () => (await import('./objects.ts')).objectsCommands },
+  { words: ['secrets', 'git'], load: async () => (await import('./secrets.ts')).secretsCommands },
+  { words: ['repo', 'status'], load: async () => (await import('./copy.ts')).copyCommands },
   { words: ['demo'], load: async () => (await import('./demo.ts')).demoCommands },
 ];
 
