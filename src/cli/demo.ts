@@ -23,12 +23,15 @@ import { restorePg } from '../postgres/restore.ts';
 import { connect } from '../postgres/connect.ts';
 import { walKey } from '../postgres/walname.ts';
 import { ferryCommand } from './pg.ts';
+import { DEFAULT_MIN_ROWS, findIncidents } from '../incident/find.ts';
+import { liveResolver } from '../incident/names.ts';
 import { join as pjoin } from 'node:path';
 
 /**
  * The PostgreSQL part of the demo: a throwaway cluster archiving WAL into a fresh
- * repository, a snapshot, an accidental DELETE without WHERE, and a point-in-time
- * restore to just before it, checked row for row.
+ * repository, a snapshot, an accidental DELETE without WHERE, the incident finder
+ * naming that transaction in the archived WAL, and a point-in-time restore to just
+ * before it, checked row for row.
  */
 async function pgDemo(base: string, say: (s: string) => void): Promise<void> {
   const step = (s: string) => say(`==> ${s}`);
@@ -39,7 +42,8 @@ async function pgDemo(base: string, say: (s: string) => void): Promise<void> {
   const keyFile = pjoin(base, 'ferry.key');
   await writeFile(keyFile, newKeyFileText(), { mode: 0o600 });
   step(`creating a repository at ${repoDir} (key file ${keyFile})`);
-  const repo = await Repository.init(openStorage(repoDir), readKeyFile(keyFile));
+  const storage = openStorage(repoDir);
+  const repo = await Repository.init(storage, readKeyFile(keyFile));
   if (owner) {
     for (const p of [keyFile, repoDir]) await chownTree(p, owner.uid, owner.gid);
   }
@@ -64,12 +68,27 @@ async function pgDemo(base: string, say: (s: string) => void): Promise<void> {
     await c.end();
     say(`    ${good.n} rows at ${good.t}; 0 rows after the DELETE`);
     for (let i = 0; i < 300 && !(await repo.storage.stat(walKey(seg))); i++) await new Promise((r) => setTimeout(r, 100));
-    step(`point-in-time restore to ${good.t}, just before the accident, into a new instance`);
+    step('ferry incident find --table public.pgbench_accounts: which transaction removed the rows, and when?');
+    t = Date.now();
+    const names = liveResolver((l) => say(`    warning: ${l}`), pg.conninfo);
+    const found = await findIncidents(repo, {
+      filter: { table: 'public.pgbench_accounts', op: 'delete', since: Date.parse(snap.meta.stopTime), minRows: DEFAULT_MIN_ROWS },
+      since: Date.parse(snap.meta.stopTime),
+      names,
+    }).finally(() => names.close());
+    const worst = found.transactions[0];
+    if (!worst || !found.proposal) throw new FerryError('the incident finder did not find the DELETE in the archived WAL');
+    for (const tx of found.transactions) {
+      say(`    xid ${tx.xid} committed ${tx.commitTime} at LSN ${tx.lsn}: ${tx.tables.map((x) => `${x.op} ${x.rows ?? 'all'} rows of ${x.name}`).join(', ')}`);
+    }
+    say(`    (${found.scanned.segments} WAL segments decoded in ${duration(Date.now() - t)})`);
+    step(`point-in-time restore to just before transaction ${found.proposal.xid} (pg restore --before-xid), into a new instance`);
     const port = await freePort();
     t = Date.now();
     const report = await restorePg(repo, {
       targetDir: pjoin(base, 'pg-restored'),
-      target: { kind: 'time', time: Date.parse(good.t.replace(' ', 'T').replace('+00', 'Z')), text: good.t },
+      target: { kind: 'xid', xid: String(found.proposal.xid) },
+      exclusive: true,
       start: true,
       port,
       noArchive: true,
@@ -84,8 +103,9 @@ async function pgDemo(base: string, say: (s: string) => void): Promise<void> {
     say(`    restored and promoted in ${duration(Date.now() - t)}: ${report.reached?.stopLine ?? `LSN ${report.reached?.lsn}`}`);
     say(`    pgbench_accounts has ${n} rows (expected ${good.n}): ${n === good.n ? 'every row is back' : 'MISMATCH'}`);
     if (n !== good.n) throw new FerryError('the point-in-time restore did not bring back the deleted rows');
-    await repo.close();
   } finally {
+    await repo.close();
+    await storage.close();
     for (const cl of clusters) await cl.stop('fast');
   }
 }
@@ -154,7 +174,8 @@ const demo: Command = {
       const report = await checkRepository(repo, { readData: true });
       ctx.say(`    ${report.packs} packs, ${report.blobs} blobs, ${bytes(report.bytesRead)} read: ${report.ok ? 'no problems' : report.problems.map((p) => p.message).join('; ')}`);
       if (!same || !report.ok) throw new FerryError('the demo found a difference or a problem (see above)');
-      ctx.say('demo finished: PostgreSQL snapshot and point-in-time recovery, file snapshots, restore and verification all passed');
+      ctx.say('demo finished: PostgreSQL snapshot, incident finder and point-in-time recovery, file snapshots, restore and verification all passed');
+      await repo.close();
       await storage.close();
     } finally {
       if (values.keep) ctx.say(`kept ${base}`);

@@ -41,11 +41,11 @@ export const noNames: NameResolver = {
 };
 
 /**
- * Resolves through connections to the live cluster, one per database the WAL
- * mentions. When the cluster cannot be reached, `warn` is told once and nothing
+ * Resolves through connections to the live cluster (`conninfo`, else the PG*
+ * environment), one per database the WAL mentions. When the cluster cannot be reached, `warn` is told once and nothing
  * is named.
  */
-export function liveResolver(warn: (line: string) => void): NameResolver {
+export function liveResolver(warn: (line: string) => void, conninfo?: string): NameResolver {
   let databases: Promise<Map<number, string> | undefined> | undefined;
   const clients = new Map<number, Promise<pg.Client | undefined>>();
   let warned = false;
@@ -58,7 +58,7 @@ export function liveResolver(warn: (line: string) => void): NameResolver {
     databases ??= (async () => {
       let c: pg.Client | undefined;
       try {
-        c = await connect();
+        c = await connect(conninfo);
         const r = await c.query<{ oid: number; datname: string }>('SELECT oid::int AS oid, datname FROM pg_database WHERE datallowconn');
         return new Map(r.rows.map((x) => [x.oid, x.datname]));
       } catch (e) {
@@ -79,7 +79,7 @@ export function liveResolver(warn: (line: string) => void): NameResolver {
         const name = names?.get(db);
         if (!name) return undefined;
         try {
-          return await connect(undefined, name);
+          return await connect(conninfo, name);
         } catch (e) {
           say(`cannot connect to database ${name} for table names (${errorMessage(e)})`);
           return undefined;

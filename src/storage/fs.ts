@@ -22,6 +22,8 @@ import type { Capabilities, GetOptions, ListPage, ObjectInfo, PutOptions, Storag
 const TMP_PREFIX = '.tmp-';
 /** Open handles kept for reads of immutable objects (restore reads one pack range after another). */
 const KEEP_OPEN = 32;
+/** Kept handles close after this long without a read. */
+const IDLE_CLOSE_MS = 1000;
 
 interface Reader {
   fh: Promise<{ fh: FileHandle; size: number }>;
@@ -53,6 +55,7 @@ export class FsStorage implements Storage {
   /** Directories made durable by this process (created and parent chain fsynced). */
   private readonly durableDirs = new Map<string, Promise<void>>();
   private readonly readers = new Map<string, Reader>();
+  private idleTimer?: NodeJS.Timeout;
 
   constructor(root: string, opts: FsStorageOptions = {}) {
     this.root = resolve(root);
@@ -116,7 +119,23 @@ export class FsStorage implements Storage {
     } finally {
       r.users--;
       if (this.readers.get(key) !== r && r.users === 0) await closeReader(r);
+      this.idleTimer ??= setTimeout(() => this.closeIdleReaders(), IDLE_CLOSE_MS).unref();
     }
+  }
+
+  /**
+   * Closes handles nobody is reading through. The pending timer also keeps them reachable,
+   * so a storage its owner never closes does not leave handles for the GC to close (Node
+   * warns about that).
+   */
+  private closeIdleReaders(): void {
+    this.idleTimer = undefined;
+    for (const [k, r] of this.readers) {
+      if (r.users > 0) continue;
+      this.readers.delete(k);
+      void closeReader(r);
+    }
+    if (this.readers.size) this.idleTimer = setTimeout(() => this.closeIdleReaders(), IDLE_CLOSE_MS).unref();
   }
 
   private evictReaders(): void {
@@ -199,6 +218,8 @@ export class FsStorage implements Storage {
   }
 
   async close(): Promise<void> {
+    if (this.idleTimer) clearTimeout(this.idleTimer);
+    this.idleTimer = undefined;
     const all = [...this.readers.values()];
     this.readers.clear();
     await Promise.all(all.map(closeReader));
