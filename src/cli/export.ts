@@ -38,14 +38,14 @@ function coldUrl(ctx: Context, values: ParsedArgs['values']): string | undefined
   return str(values.cold) ?? (ctx.env.FERRY_COLD_REPO || undefined) ?? ctx.settings.file.repository?.cold_url;
 }
 
-interface OpenTiers {
+export interface OpenTiers {
   tiers: Tiers;
   url?: string;
   close(): Promise<void>;
 }
 
-/** Opens both tiers; the cold one only when configured and, unless opened to `write` (moves), when it exists. */
-async function openTiers(ctx: Context, values: ParsedArgs['values'], write: boolean): Promise<OpenTiers> {
+/** Opens both tiers (also for `pg restore-table --from-export`); the cold one only when configured and, unless opened to `write` (moves), when it exists. */
+export async function openTiers(ctx: Context, values: ParsedArgs['values'], write: boolean): Promise<OpenTiers> {
   const hot = await hotRepo(ctx);
   const url = coldUrl(ctx, values);
   if (!url) return { tiers: { hot }, close: async () => undefined };

@@ -1,19 +1,16 @@
 /** `ferry pg restore-table`: bring one table back from a snapshot, a point in time or an export. */
 import { connect, type Client } from '../postgres/connect.ts';
+import { connectConninfo } from '../postgres/conninfo.ts';
 import { parseTargetTime } from '../postgres/plan.ts';
 import { applyTableRestore } from '../tablerestore/apply.ts';
-import { connectLive, parseKeywordConninfo } from '../tablerestore/conninfo.ts';
 import { displayName, parseTableName } from '../tablerestore/name.ts';
 import { checkSameShape, describeTable, refusal, requireKey, type DependentEffect, type Included, type Mode, type TablePlan } from '../tablerestore/plan.ts';
 import { checkSource, openExportScratch, openPhysicalScratch, type Scratch, type TableSource } from '../tablerestore/source.ts';
 import { resolveExport } from '../export/meta.ts';
-import { openColdTier } from '../export/cold.ts';
-import { credentialsFrom } from '../config/load.ts';
-import type { Repository } from '../repo/repository.ts';
-import { openStorage } from '../storage/open.ts';
 import { FerryError, UsageError } from '../util/errors.ts';
 import { seconds, str, strs, type Command } from './command.ts';
 import { commandClock } from './expire.ts';
+import { openTiers } from './export.ts';
 import { ferryCommand, restoreEnv } from './pg.ts';
 
 const MODES: Mode[] = ['replace', 'merge', 'new-table'];
@@ -114,10 +111,9 @@ const restoreTable: Command = {
     const lockTimeoutMs = seconds(str(values['lock-timeout']), 30, '--lock-timeout');
     const timeoutMs = seconds(str(values.timeout), 3600, '--timeout');
     const into = str(values.into);
-    if (into !== undefined && !/^postgres(ql)?:\/\//.test(into)) parseKeywordConninfo(into);
     const clock = commandClock(ctx);
 
-    const live = await connectLive(into);
+    const live = await connectConninfo(into, ctx.env, 'the live database', 'set PGHOST/PGPORT/PGUSER/PGDATABASE or pass --into CONNINFO (the password in PGPASSWORD or ~/.pgpass)');
     let scratch: Scratch | undefined;
     let scratchClient: Client | undefined;
     let closer: (() => Promise<void>) | undefined;
@@ -151,16 +147,12 @@ const restoreTable: Command = {
       // 2. the scratch server
       if (source.kind === 'export') {
         // The cold tier as `pg export` finds it: --cold > FERRY_COLD_REPO > repository.cold_url.
-        const coldUrl = str(values.cold) ?? (ctx.env.FERRY_COLD_REPO || undefined) ?? ctx.settings.file.repository?.cold_url;
-        const coldStorage = coldUrl ? openStorage(coldUrl, { endpoint: ctx.settings.s3Endpoint }) : undefined;
-        let cold: Repository | undefined;
+        const t = await openTiers(ctx, values, false);
         try {
-          cold = coldStorage ? await openColdTier(repo, coldStorage, credentialsFrom(ctx.settings, ctx.env), false) : undefined;
-          await resolveExport({ hot: repo, ...(cold ? { cold } : {}) }, source.id);
-          scratch = await openExportScratch(repo, source.id, name, { ...common, ...(cold ? { cold } : {}) });
+          await resolveExport(t.tiers, source.id);
+          scratch = await openExportScratch(repo, source.id, name, { ...common, ...(t.tiers.cold ? { cold: t.tiers.cold } : {}) });
         } finally {
-          await cold?.close().catch(() => undefined);
-          await coldStorage?.close().catch(() => undefined);
+          await t.close().catch(() => undefined);
         }
       } else {
         await checkSource(repo, source, str(values.asset));

@@ -10,10 +10,11 @@
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { join } from 'node:path';
-import pg from 'pg';
+import type pg from 'pg';
 import { pgBinDir } from '../postgres/binaries.ts';
+import { clientConfigFromEnv, connectClient, conninfoEnv, parseConninfo, quoteConninfoValue } from '../postgres/conninfo.ts';
 import { FerryError, PostgresError } from '../util/errors.ts';
-import { clientConfigFromEnv, conninfoEnv, parseConninfo, quoteConninfoValue } from './conninfo.ts';
+import { exitText, watchChild } from './child.ts';
 import type { ExportRef } from './meta.ts';
 import { streamExport } from './read.ts';
 
@@ -46,16 +47,12 @@ async function userRelations(client: pg.Client): Promise<string[]> {
 }
 
 export async function restoreExport(ref: ExportRef, conninfo: string, opts: RestoreExportOptions = {}): Promise<RestoreExportReport> {
-  const env = conninfoEnv(parseConninfo(conninfo), opts.env ?? process.env);
-  const client = new pg.Client(clientConfigFromEnv(env));
-  try {
-    await client.connect();
-  } catch (e) {
-    throw new PostgresError(`cannot connect to the target database (${env.PGDATABASE ?? 'default database'} at ${env.PGHOST ?? 'localhost'}:${env.PGPORT ?? '5432'}): ${(e as Error).message}`, {
-      hint: 'check --into (a database name, postgresql://… URL or "host=… dbname=…"); create the empty database first',
-    });
-  }
-  client.on('error', () => undefined);
+  const env = conninfoEnv(parseConninfo(conninfo, { bareDbname: true }), opts.env ?? process.env);
+  const client = await connectClient(
+    clientConfigFromEnv(env),
+    `the target database (${env.PGDATABASE ?? 'default database'} at ${env.PGHOST ?? 'localhost'}:${env.PGPORT ?? '5432'})`,
+    'check --into (a database name, postgresql://… URL or "host=… dbname=…"); create the empty database first',
+  );
   let database: string;
   let existing: string[];
   try {
@@ -75,17 +72,8 @@ export async function restoreExport(ref: ExportRef, conninfo: string, opts: Rest
   const bin = join(pgBinDir(major), 'pg_restore');
   const args = ['--no-owner', '--exit-on-error', '--single-transaction', '--no-password', ...(opts.force ? ['--clean', '--if-exists'] : []), '--dbname', `dbname=${quoteConninfoValue(database)}`];
   const child = spawn(bin, args, { env, stdio: ['pipe', 'ignore', 'pipe'], cwd: '/' });
-  let stderr = '';
-  child.stderr.setEncoding('utf8');
-  child.stderr.on('data', (d: string) => {
-    stderr = (stderr + d).slice(-8192);
-  });
+  const { exited, said } = watchChild(child, bin);
   child.stdin.on('error', () => undefined); // EPIPE when pg_restore stops early: its exit code tells why
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve, reject) => {
-    child.on('error', (e) => reject(new PostgresError(`cannot run ${bin}: ${e.message}`)));
-    child.on('close', (code, signal) => resolve({ code, signal }));
-  });
-  exited.catch(() => undefined);
   let gone = false;
   void exited.finally(() => (gone = true));
   let streamError: unknown;
@@ -100,11 +88,11 @@ export async function restoreExport(ref: ExportRef, conninfo: string, opts: Rest
     // Never let pg_restore commit a partial stream: kill it before it sees the end.
     if (child.exitCode === null) child.kill('SIGKILL');
   }
-  const { code, signal } = await exited;
-  if (code !== 0) {
-    const msg = stderr.trim().split('\n').filter(Boolean).slice(-3).join(' ');
+  const exit = await exited;
+  if (exit.code !== 0) {
+    const msg = said();
     if (msg || !streamError) {
-      throw new PostgresError(`pg_restore into database "${database}" failed (${code !== null ? `exit code ${code}` : `signal ${signal}`}): ${msg || 'no message'}`, {
+      throw new PostgresError(`pg_restore into database "${database}" failed (${exitText(exit)}): ${msg || 'no message'}`, {
         hint: 'nothing was loaded (one transaction); fix the cause and run it again',
       });
     }

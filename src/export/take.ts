@@ -14,15 +14,15 @@ import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
-import pg from 'pg';
 import { fileChecksum } from '../codec/hash.ts';
 import { pgBinDir, runPg } from '../postgres/binaries.ts';
+import { clientConfigFromEnv, connectClient } from '../postgres/conninfo.ts';
 import { writeManifest, type Manifest } from '../repo/manifest.ts';
 import type { Repository } from '../repo/repository.ts';
 import { BlobSaver } from '../repo/saver.ts';
 import { saveTree, type TreeNode } from '../repo/tree.ts';
 import { PostgresError } from '../util/errors.ts';
-import { clientConfigFromEnv } from './conninfo.ts';
+import { exitText, watchChild } from './child.ts';
 import { EXPORT_FILE, EXPORT_KIND, type ExportMeta } from './meta.ts';
 
 export interface TakeExportOptions {
@@ -50,16 +50,8 @@ interface ServerFacts {
 }
 
 async function serverFacts(env: NodeJS.ProcessEnv, database: string | undefined): Promise<ServerFacts> {
-  const client = new pg.Client({ ...clientConfigFromEnv(env), ...(database !== undefined ? { database } : {}) });
-  try {
-    await client.connect();
-  } catch (e) {
-    const where = `${env.PGHOST ?? 'localhost'}:${env.PGPORT ?? '5432'}${database ? ` database "${database}"` : ''}`;
-    throw new PostgresError(`cannot connect to PostgreSQL at ${where} to export it: ${(e as Error).message}`, {
-      hint: 'set PGHOST/PGPORT/PGUSER/PGDATABASE (or pass --database) to reach the database',
-    });
-  }
-  client.on('error', () => undefined);
+  const where = `${env.PGHOST ?? 'localhost'}:${env.PGPORT ?? '5432'}${database ? ` database "${database}"` : ''}`;
+  const client = await connectClient({ ...clientConfigFromEnv(env), ...(database !== undefined ? { database } : {}) }, `PostgreSQL at ${where} to export it`, 'set PGHOST/PGPORT/PGUSER/PGDATABASE (or pass --database) to reach the database');
   try {
     const r = await client.query<{ db: string; v: string; n: string }>(
       "SELECT current_database() AS db, current_setting('server_version') AS v, current_setting('server_version_num') AS n",
@@ -87,16 +79,7 @@ export async function takeExport(repo: Repository, opts: TakeExportOptions = {})
   await repo.loadIndex();
 
   const child = spawn(bin, ['--format=custom', '--compress=0', '--no-password'], { env, stdio: ['ignore', 'pipe', 'pipe'], cwd: '/' });
-  let stderr = '';
-  child.stderr.setEncoding('utf8');
-  child.stderr.on('data', (d: string) => {
-    stderr = (stderr + d).slice(-8192);
-  });
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve, reject) => {
-    child.on('error', (e) => reject(new PostgresError(`cannot run ${bin}: ${e.message}`)));
-    child.on('close', (code, signal) => resolve({ code, signal }));
-  });
-  exited.catch(() => undefined);
+  const { exited, said } = watchChild(child, bin);
 
   const saver = new BlobSaver(repo);
   const chunker = repo.newChunker();
@@ -139,13 +122,12 @@ export async function takeExport(repo: Repository, opts: TakeExportOptions = {})
       await exited.catch(() => undefined);
       throw e;
     }
-    const { code, signal } = await exited;
-    if (code !== 0) {
+    const exit = await exited;
+    if (exit.code !== 0) {
       // What was stored is referenced by nothing; prune reclaims it.
       await Promise.allSettled(saves);
       await saver.flush().catch(() => undefined);
-      const msg = stderr.trim().split('\n').filter(Boolean).slice(-3).join(' ') || 'no message';
-      throw new PostgresError(`pg_dump of database "${facts.database}" failed (${code !== null ? `exit code ${code}` : `signal ${signal}`}): ${msg}`, {
+      throw new PostgresError(`pg_dump of database "${facts.database}" failed (${exitText(exit)}): ${said() || 'no message'}`, {
         hint: 'no export was written; fix the cause pg_dump names and run it again',
       });
     }

@@ -4,24 +4,16 @@
  * read by node-postgres) or an explicit connection string.
  */
 import pg from 'pg';
-import { PostgresError } from '../util/errors.ts';
+import { connectClient, redact } from './conninfo.ts';
 
 export type Client = pg.Client;
 
-export async function connect(conninfo?: string, database?: string): Promise<pg.Client> {
+/** Connects to `conninfo` (a URL, read by node-postgres) or the libpq environment, optionally to another `database`. */
+export function connect(conninfo?: string, database?: string): Promise<pg.Client> {
   const cfg: pg.ClientConfig = conninfo ? { connectionString: conninfo } : {};
   if (database) cfg.database = database;
-  const client = new pg.Client(cfg);
-  try {
-    await client.connect();
-  } catch (e) {
-    const where = conninfo ?? `${process.env.PGHOST ?? 'localhost'}:${process.env.PGPORT ?? '5432'}`;
-    throw new PostgresError(`cannot connect to PostgreSQL at ${where}: ${(e as Error).message}`, {
-      hint: 'set PGHOST/PGPORT/PGUSER/PGDATABASE (or pass a connection string) to reach the database',
-    });
-  }
-  client.on('error', () => undefined); // reported by the query that fails
-  return client;
+  const where = conninfo ? redact(conninfo) : `${process.env.PGHOST ?? 'localhost'}:${process.env.PGPORT ?? '5432'}`;
+  return connectClient(cfg, `PostgreSQL at ${where}`, 'set PGHOST/PGPORT/PGUSER/PGDATABASE (or pass a connection string) to reach the database');
 }
 
 export async function queryOne<T>(c: pg.Client, sql: string, params: unknown[] = []): Promise<T> {

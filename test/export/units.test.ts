@@ -1,12 +1,12 @@
 /** Pure parts of exports: connection strings and the lifecycle decision. */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { conninfoEnv, parseConninfo, quoteConninfoValue } from '../../src/export/conninfo.ts';
 import { planLifecycle, RUNBOOK_LIFECYCLE } from '../../src/export/lifecycle.ts';
+import { conninfoEnv, parseConninfo, quoteConninfoValue } from '../../src/postgres/conninfo.ts';
 import { UsageError } from '../../src/util/errors.ts';
 import { DAY_MS } from '../../src/util/clock.ts';
 
-describe('parseConninfo', () => {
+describe('parseConninfo, as pg export restore --into reads it (a bare database name too)', () => {
   const cases: [string, Record<string, string>][] = [
     ['app', { dbname: 'app' }],
     ['postgresql://postgres@/restored?host=%2Ftmp%2Fsock&port=5433', { user: 'postgres', dbname: 'restored', host: '/tmp/sock', port: '5433' }],
@@ -17,11 +17,11 @@ describe('parseConninfo', () => {
     ["host=/tmp port=5432 dbname='my db' user=me password='it\\'s'", { host: '/tmp', port: '5432', dbname: 'my db', user: 'me', password: "it's" }],
     ['host = localhost  database=app', { host: 'localhost', dbname: 'app' }],
   ];
-  for (const [input, want] of cases) it(JSON.stringify(input), () => assert.deepEqual(parseConninfo(input), want));
+  for (const [input, want] of cases) it(JSON.stringify(input), () => assert.deepEqual(parseConninfo(input, { bareDbname: true }), want));
 
   it('refuses what it does not understand, as a usage error', () => {
     for (const bad of ['', 'host=x bogus=1', "dbname='open", 'postgresql://h/x?nope=1', 'host=x y', 'postgresql://h/%zz']) {
-      assert.throws(() => parseConninfo(bad), UsageError, bad);
+      assert.throws(() => parseConninfo(bad, { bareDbname: true }), UsageError, bad);
     }
   });
 
@@ -35,7 +35,7 @@ describe('parseConninfo', () => {
 
   it('quotes a value so any database name stays a name', () => {
     assert.equal(quoteConninfoValue("a b'c\\"), "'a b\\'c\\\\'");
-    assert.deepEqual(parseConninfo(`dbname=${quoteConninfoValue("x' host=evil")}`), { dbname: "x' host=evil" });
+    assert.deepEqual(parseConninfo(`dbname=${quoteConninfoValue("x' host=evil")}`, { bareDbname: true }), { dbname: "x' host=evil" });
   });
 });
 

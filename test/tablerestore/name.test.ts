@@ -1,9 +1,9 @@
 /** Pure parts of table restore: parsing SCHEMA.TABLE, the side table's name, and when a plan is refused. */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { clientConfigFromEnv, conninfoEnv, parseConninfo, redact } from '../../src/postgres/conninfo.ts';
 import { displayName, parseTableName } from '../../src/tablerestore/name.ts';
 import { refusal, restoredTableName, type TablePlan } from '../../src/tablerestore/plan.ts';
-import { parseKeywordConninfo, redact } from '../../src/tablerestore/conninfo.ts';
 import { UsageError } from '../../src/util/errors.ts';
 
 describe('parseTableName', () => {
@@ -71,13 +71,22 @@ describe('refusal', () => {
 });
 
 describe('--into CONNINFO', () => {
+  const parse = (s: string) => parseConninfo(s, { nodePostgres: true });
   it('reads keyword/value pairs with quoted values', () => {
-    assert.deepEqual(parseKeywordConninfo("host=/run/postgresql port=5433 dbname='my db' user=app password='it\\'s'"), { host: '/run/postgresql', port: '5433', database: 'my db', user: 'app', password: "it's" });
+    assert.deepEqual(parse("host=/run/postgresql port=5433 dbname='my db' user=app password='it\\'s'"), { host: '/run/postgresql', port: '5433', dbname: 'my db', user: 'app', password: "it's" });
+  });
+  it('maps them to node-postgres settings, the rest from the environment', () => {
+    const cfg = clientConfigFromEnv(conninfoEnv(parse("hostaddr=127.0.0.1 port=5433 dbname='my db' sslmode=verify-full connect_timeout=5 application_name=ferry"), { PGUSER: 'app', PGHOST: 'db' }));
+    assert.deepEqual(cfg, { host: '127.0.0.1', port: 5433, user: 'app', password: undefined, database: 'my db', application_name: 'ferry', connectionTimeoutMillis: 5000, ssl: { rejectUnauthorized: true } });
   });
   it('refuses unknown keywords and broken syntax', () => {
-    assert.throws(() => parseKeywordConninfo('host=x options=-csearch_path=evil'), /unsupported connection keyword "options"/);
-    assert.throws(() => parseKeywordConninfo("dbname='open"), /not closed/);
-    assert.throws(() => parseKeywordConninfo('dbname'), /has no value/);
+    assert.throws(() => parse('host=x options=-csearch_path=evil'), /unsupported connection keyword "options"/);
+    assert.throws(() => parse('postgresql://h/x?options=-cfoo'), /unsupported connection keyword "options"/);
+    assert.throws(() => parse('postgresql://h1,h2/x'), /several hosts/);
+    assert.throws(() => parse('host=x bogus=1'), /unknown connection keyword "bogus"/);
+    assert.throws(() => parse("dbname='open"), /not closed/);
+    assert.throws(() => parse('dbname'), /has no value/);
+    assert.throws(() => parse(''), /is empty/);
   });
   it('never shows a password', () => {
     assert.equal(redact('postgresql://app:s3cret@db/x'), 'postgresql://app:***@db/x');
