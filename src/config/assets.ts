@@ -25,6 +25,11 @@ export const S3AssetSchema = z
     prefix: z.string().default(''),
     endpoint: z.string().url().optional(),
     region: z.string().optional(),
+    /** `ferry objects configure`: replicate to this bucket (name or ARN), with this IAM role. */
+    replicate_to: z.string().min(1).optional(),
+    replication_role: z.string().min(1).optional(),
+    /** `ferry objects configure`: days before noncurrent versions expire (default 90). */
+    noncurrent_days: z.number().int().positive().optional(),
   })
   .strict();
 
