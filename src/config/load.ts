@@ -35,7 +35,9 @@ export async function loadConfigFile(path: string): Promise<FerryFile> {
   }
   let doc: unknown;
   // Loaded only when there is a file to read: most `wal push` calls have none.
-  const { parse: parseYaml } = await import('yaml');
+  // Bundled, the CommonJS build of yaml is imported as { default: … }; under tsx it has named exports.
+  const yaml = (await import('yaml')) as typeof import('yaml') & { default?: typeof import('yaml') };
+  const parseYaml = yaml.parse ?? yaml.default!.parse;
   try {
     doc = parseYaml(text) ?? {};
   } catch (e) {
