@@ -18,6 +18,7 @@
  */
 import { createHash } from 'node:crypto';
 import { Transform, type Readable } from 'node:stream';
+import { setTimeout as sleepMs } from 'node:timers/promises';
 import { sha256Hex } from '../codec/hash.ts';
 import { DIRS, parseConfig } from '../repo/format.ts';
 import { packIdFromBytes } from '../repo/pack.ts';
@@ -30,6 +31,8 @@ import { copyLag, phaseOf, planCopy, type CopyLag, type CopyPlan, type Phase } f
 
 /** Objects up to this size are copied through memory and read back; larger ones are streamed. */
 const BUFFER_MAX = 4 * 1024 * 1024;
+/** Attempts at a streamed copy that fails on storage. */
+const STREAM_ATTEMPTS = 3;
 
 export interface CopyOptions {
   clock: Clock;
@@ -187,17 +190,29 @@ async function copyObject(source: Storage, dest: Storage, key: string, size: num
     if (sha256Hex(back) !== hash) throw new IntegrityError(`${key} at ${dest.location} reads back different bytes after copying`);
     return true;
   }
-  let body: Readable;
-  try {
-    body = await source.getStream(key);
-  } catch (e) {
-    if (e instanceof NotFoundError) return false;
-    throw e;
+  // The storage's retry wrapper cannot retry a stream (its body is consumed): a few
+  // attempts here, each from a fresh source stream.
+  let measure!: Measure;
+  for (let attempt = 1; ; attempt++) {
+    let body: Readable;
+    try {
+      body = await source.getStream(key);
+    } catch (e) {
+      if (e instanceof NotFoundError) return false;
+      throw e;
+    }
+    measure = new Measure();
+    body.on('error', (e) => measure.destroy(e));
+    body.pipe(measure);
+    try {
+      await dest.putStream(key, measure);
+      break;
+    } catch (e) {
+      body.destroy();
+      if (!(e instanceof StorageError) || attempt >= STREAM_ATTEMPTS) throw e;
+      await sleepMs(500 * attempt);
+    }
   }
-  const measure = new Measure();
-  body.on('error', (e) => measure.destroy(e));
-  body.pipe(measure);
-  await dest.putStream(key, measure);
   if (measure.bytes !== size) throw new IntegrityError(`${key} at ${source.location} streamed ${measure.bytes} bytes, listed as ${size} (objects must not change)`);
   if (isPack) await verifyPackAt(dest, key, size);
   else {
