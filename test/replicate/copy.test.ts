@@ -1,8 +1,8 @@
 /**
  * `ferry repo copy` as a user runs it: fs -> fs with a SIGKILL mid-way and after
  * all packs (the copy stays a valid repository), a partial copy redone, a
- * destination holding another repository refused, and fs -> S3 (s3rver) checked
- * with `repo check --read-data` at the destination.
+ * destination holding another repository refused, two copiers at once, and
+ * fs -> S3 (s3rver) -> fs, checked with `repo check --read-data` at each copy.
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
@@ -49,7 +49,9 @@ describe('repo copy', () => {
   it('killed after the first pack and before the index, stays valid; a restart completes and verifies', async (t) => {
     const dst = join(tmp.path, 'dst');
     await runUntilPoint(FERRY, ['repo', 'copy', '--to', dst], { point: 'repo-copy-pack', env: childEnv(env) });
-    assert.equal(packs(dst), 1, 'one pack copied when killed');
+    // Other copies in flight may finish before the SIGKILL lands.
+    t.diagnostic(`killed after the first pack: ${packs(dst)} of ${packs(env.FERRY_REPO)} packs at the copy`);
+    assert.ok(packs(dst) >= 1);
     const early = await ferry(['repo', 'check'], { env: { ...env, FERRY_REPO: dst } });
     assert.equal(early.code, 0, `the copy opens and checks after the kill: ${early.stderr}`);
 
@@ -79,6 +81,15 @@ describe('repo copy', () => {
     const r = JSON.parse((await ferryOk(['repo', 'copy', '--to', dst, '--json'], { env })).stdout);
     assert.equal(r.replaced, 1);
     assert.ok((await ferryOk(['repo', 'check', '--read-data', '--json'], { env: { ...env, FERRY_REPO: dst } })).stdout.includes('"ok": true'));
+  });
+
+  it('two copiers to one destination at once leave a valid copy (no lock needed)', async () => {
+    const dst = join(tmp.path, 'dst-twice');
+    const [r1, r2] = await Promise.all([ferryOk(['repo', 'copy', '--to', dst, '--json'], { env }), ferryOk(['repo', 'copy', '--to', dst, '--json'], { env })]);
+    assert.ok(JSON.parse(r1.stdout).caughtUp && JSON.parse(r2.stdout).caughtUp);
+    const check = JSON.parse((await ferryOk(['repo', 'check', '--read-data', '--json'], { env: { ...env, FERRY_REPO: dst } })).stdout);
+    assert.ok(check.ok, JSON.stringify(check.problems));
+    assert.equal(check.snapshots, 2);
   });
 
   it('refuses a destination that holds another repository, and bad usage', async () => {
@@ -115,5 +126,13 @@ describe('repo copy to S3', () => {
     const st = JSON.parse((await ferryOk(['status', '--json', '--copy', url, '--copy-endpoint', s3.endpoint], { env: { ...env, ...s3env } })).stdout);
     assert.equal(st.copy.snapshots, 2);
     assert.equal(st.copy.lag.snapshot.lagSeconds, 0);
+
+    // And back: s3 -> fs, the S3 copy as the source.
+    const back = join(tmp.path, 'from-s3');
+    const b = JSON.parse((await ferryOk(['repo', 'copy', '--to', back, '--json'], { env: at })).stdout);
+    assert.ok(b.caughtUp);
+    const check2 = JSON.parse((await ferryOk(['repo', 'check', '--read-data', '--json'], { env: { ...env, FERRY_REPO: back } })).stdout);
+    assert.ok(check2.ok, JSON.stringify(check2.problems));
+    assert.equal(check2.snapshots, 2);
   });
 });

@@ -142,6 +142,10 @@ describe('cross-region replication of a PostgreSQL repository', () => {
     await new Promise((r) => setTimeout(r, 300));
     await marker(3);
     await switchAndWaitArchived(a.cluster);
+    const behind = await sampleLag();
+    t.diagnostic(`with no copier running: wal lag ${behind.wal.lagSeconds.toFixed(1)} s (${behind.wal.missing} missing), snapshot lag ${behind.snapshot.lagSeconds.toFixed(1)} s`);
+    assert.ok(behind.wal.missing > 0 && behind.wal.lagSeconds > 0, 'status shows the copy behind');
+    assert.equal(behind.snapshot.missing, 1);
     const killed = await runUntilPoint(FERRY, ['repo', 'copy', '--to', copy], { point: 'repo-copy-object', hit: 2, env: childEnv(a.env) });
     assert.ok(killed.killed);
     const r = JSON.parse((await ferryOk(['repo', 'copy', '--to', copy, '--json'], { env: a.env })).stdout);
