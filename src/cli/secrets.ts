@@ -128,7 +128,7 @@ const secretsRestore: Command = {
       throw new UsageError('ferry secrets restore prints a secret only when told to', { hint: 'add --reveal to print it, or --to PATH to write it to a file' });
     }
     const repo = await ctx.repo();
-    const { version, content } = await loadVersion(repo, asset.name, ref);
+    const { version, content } = await withLock(repo, `secrets restore ${asset.name}`, false, () => loadVersion(repo, asset.name, ref));
     if (to) {
       const target = resolve(to);
       const w = await writeVersion(content, target, !!values.force);

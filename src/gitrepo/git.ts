@@ -106,7 +106,9 @@ export async function snapshotGit(repo: Repository, asset: GitAsset, path: strin
   const tmp = await mkdtemp(join(tmpdir(), 'ferry-git-'));
   try {
     const file = join(tmp, BUNDLE);
-    await git(['-C', path, 'bundle', 'create', '--quiet', file, '--all']);
+    // Objects not yet in a pack go in uncompressed: the repository compresses them (zstd) anyway, and
+    // plain bytes dedup between snapshots where deflated ones would not.
+    await git(['-c', 'pack.compression=0', '-C', path, 'bundle', 'create', '--quiet', file, '--all']);
     // What the bundle holds is what is kept (a push after the refs were read is in it or not, as git decided).
     const bundled = await bundleRefs(file);
     const { HEAD: headCommit, ...refs } = bundled;
@@ -181,7 +183,9 @@ export async function restoreGit(repo: Repository, asset: string, ref: string, d
     }
     return { snapshot: snapshotOf(snap), refs: Object.keys(want).length, bare };
   } catch (e) {
+    // Leave the directory as it was found: gone, or empty.
     if (created) await rm(dir, { recursive: true, force: true });
+    else for (const n of await readdir(dir).catch(() => [])) await rm(join(dir, n), { recursive: true, force: true });
     throw e;
   } finally {
     await rm(tmp, { recursive: true, force: true });

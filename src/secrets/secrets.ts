@@ -103,7 +103,10 @@ async function readDir(name: string, root: string): Promise<SecretContent> {
  */
 function runCommand(name: string, command: string, timeoutMs: number, env: NodeJS.ProcessEnv, cwd: string): Promise<Buffer> {
   return new Promise((resolve, reject) => {
-    const child = spawn('/bin/sh', ['-c', command], { cwd, env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+    // The repository's own key material is none of the command's business.
+    const childEnv: NodeJS.ProcessEnv = {};
+    for (const [k, v] of Object.entries(env)) if (!/^FERRY_(PASSWORD|NEW_PASSWORD|KEY)/.test(k)) childEnv[k] = v;
+    const child = spawn('/bin/sh', ['-c', command], { cwd, env: childEnv, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
     const out: Buffer[] = [];
     let size = 0;
     let stderrBytes = 0;

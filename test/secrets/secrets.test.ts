@@ -75,6 +75,7 @@ before(async () => {
       '  - { name: vault-broken, type: secrets, command: "cat ./vault-out.txt; echo oops >&2; exit 4" }',
       '  - { name: vault-slow, type: secrets, command: "cat ./vault-out.txt; sleep 30" }',
       '  - { name: short, type: secrets, file: short.env, keep_days: 7 }',
+      '  - { name: probe, type: secrets, command: "env | grep -c ^FERRY_KEY_FILE= || true" }',
       '',
     ].join('\n'),
   );
@@ -248,6 +249,10 @@ describe('secrets from a command', () => {
       await run(['secrets', 'restore', 'vault', '--version', v.id, '--to', to]);
       assert.equal(await readFile(to, 'utf8'), outs[i]);
     }
+
+    // The repository's key is not handed to the command.
+    await run(['secrets', 'snapshot', 'probe']);
+    assert.equal((await ferryOk(['secrets', 'restore', 'probe', '--version', 'latest', '--reveal'], { env, cwd: tmp.path })).stdout, '0\n');
 
     const broken = await ferry(['secrets', 'snapshot', 'vault-broken'], { env, cwd: tmp.path });
     quietOutputs.push(broken);
