@@ -36,6 +36,7 @@ export function auditAsset(asset: Asset, snaps: SnapshotRef[] | undefined, nativ
       if (s.status === 'native' && s.setting !== 'lifecycle') out.protectedBy.push(`native ${s.setting} (${s.detail})`);
       else if (s.status === 'native') out.notes.push(`lifecycle: ${s.detail}`);
       else if (s.status === 'unsupported') out.notes.push(`${s.setting}: unsupported by the store; ${s.standIn}`);
+      else if (s.status === 'off') out.notes.push(`${s.setting}: off (${s.detail}); turn it on with \`ferry objects configure ${asset.name}\`, or: ${s.standIn}`);
       else if (s.status === 'failed') out.notes.push(`${s.setting}: could not be read (${s.detail})`);
     }
   }

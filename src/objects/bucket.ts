@@ -50,6 +50,18 @@ function unsupportedError(e: unknown): boolean {
   return name === 'NotImplemented' || status === 501 || status === 405 || name === 'MethodNotAllowed';
 }
 
+/**
+ * A refused PUT of a setting means the store lacks it unless the refusal is about
+ * the caller (credentials, permissions, a missing bucket) or the network: s3rver,
+ * for one, takes `PUT ?versioning` for CreateBucket and answers 409.
+ */
+function refusedAsUnsupported(e: unknown): boolean {
+  if (unsupportedError(e)) return true;
+  const status = httpStatus(e) ?? 0;
+  const name = (e as Error)?.name ?? '';
+  return status >= 400 && status < 500 && status !== 401 && status !== 403 && !['AccessDenied', 'NoSuchBucket', 'InvalidAccessKeyId', 'SignatureDoesNotMatch'].includes(name);
+}
+
 function notConfigured(e: unknown): boolean {
   const name = (e as Error)?.name ?? '';
   return name === 'NoSuchLifecycleConfiguration' || name === 'ReplicationConfigurationNotFoundError' || name === 'NoSuchReplicationConfiguration';
@@ -65,7 +77,16 @@ function destinationArn(to: string): string {
 }
 
 /** Reads the three settings back (used by configure and by `ferry audit`). */
-export async function readBucketSettings(asset: S3Asset, client: S3Client = assetClient(asset)): Promise<SettingResult[]> {
+export async function readBucketSettings(asset: S3Asset, given?: S3Client): Promise<SettingResult[]> {
+  const client = given ?? assetClient(asset);
+  try {
+    return await readWith(asset, client);
+  } finally {
+    if (!given) client.destroy();
+  }
+}
+
+async function readWith(asset: S3Asset, client: S3Client): Promise<SettingResult[]> {
   const out: SettingResult[] = [];
   const Bucket = asset.bucket;
   try {
@@ -157,8 +178,8 @@ export async function configureBucket(asset: S3Asset): Promise<SettingResult[]> 
         continue;
       }
       if (err && r.status !== 'native') {
-        r.status = unsupportedError(err) || r.status === 'unsupported' ? 'unsupported' : 'failed';
-        r.detail = `setting it failed: ${describeError(err)}`;
+        r.status = refusedAsUnsupported(err) || r.status === 'unsupported' ? 'unsupported' : 'failed';
+        r.detail = `${r.status === 'unsupported' ? 'the store refused it' : 'setting it failed'}: ${describeError(err)}`;
       } else if (!err && r.status === 'off') {
         // Accepted but not kept: the store ignores the setting.
         r.status = 'unsupported';
