@@ -117,11 +117,15 @@ export interface ExpirePlan {
   wal?: WalExpiryPlan;
 }
 
+/** Kinds `expire` leaves alone unless named with --kind. */
+const OWN_SCHEDULE = new Set(['export', 'secrets', 'git']);
+
 async function makePlan(repo: Repository, s: RetentionSettings, now: number, filter: { kind?: string; asset?: string }): Promise<ExpirePlan> {
   const all = await listSnapshots(repo);
-  // Exports keep their own schedule (`pg export lifecycle`: cold after 90 days, gone after 730),
-  // so a 30-day snapshot rule never deletes them; `--kind export` opts them in.
-  const selected = all.filter((r) => (filter.kind ? r.manifest.kind === filter.kind : r.manifest.kind !== 'export') && (!filter.asset || r.manifest.asset === filter.asset));
+  // Some kinds keep their own schedule, so a 30-day snapshot rule never deletes them; `--kind K`
+  // opts one in: exports (`pg export lifecycle`: cold after 90 days, gone after 730), secrets
+  // versions (`secrets expire`: the asset's keep_days, 90 by default) and git bundles (kept).
+  const selected = all.filter((r) => (filter.kind ? r.manifest.kind === filter.kind : !OWN_SCHEDULE.has(r.manifest.kind)) && (!filter.asset || r.manifest.asset === filter.asset));
   const snapshots = applyPolicy(
     selected.map((r) => ({ id: r.id, kind: r.manifest.kind, asset: r.manifest.asset, time: r.manifest.endTime, labels: r.manifest.labels })),
     s.policy,
@@ -234,7 +238,8 @@ export const expireCommand: Command = {
     'wal_keep_within, kinds: {KIND: {...}}); flags override it for every kind.',
     'Removes only with --yes, or after typing "yes" on a terminal; --dry-run only shows the plan.',
     '--prune then removes the data no snapshot uses (like `ferry prune`).',
-    'Compliance exports follow `ferry pg export lifecycle` instead and are left alone unless --kind export is given.',
+    'Compliance exports (`ferry pg export lifecycle`), secrets versions (`ferry secrets expire`) and git bundles keep',
+    'their own schedules and are left alone unless named with --kind.',
   ].join('\n'),
   options: {
     'keep-within': { type: 'string' },

@@ -142,6 +142,9 @@ describe('secrets from an env file', () => {
 
   it('expires versions older than 90 days and always keeps the newest', async () => {
     const vs = await versions('app-env');
+    // `ferry expire` with a snapshot rule leaves secrets to their own keep_days.
+    await run(['expire', '--keep-last', '1', '--yes'], at(115));
+    assert.equal((await versions('app-env')).length, 5, 'ferry expire does not touch secrets versions');
     // Day 115: the cutoff is day 25, so the versions of days 0, 10 and 20 go.
     const dry = json<{ remove: { id: string }[]; keep: { id: string }[] }>(await run(['secrets', 'expire', 'app-env', '--dry-run', '--json'], at(115)));
     assert.deepEqual(
