@@ -1,6 +1,6 @@
 /** `ferry objects snapshot | versions | restore | configure` and `ferry audit`: object files in S3-compatible buckets and directories. */
 import { mkdir, readFile, stat } from 'node:fs/promises';
-import { basename, join, resolve } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 import { assetsOf, type DirectoryAsset, type S3Asset } from '../config/assets.ts';
 import { withLock } from '../repo/lock.ts';
 import { listSnapshots, type SnapshotRef } from '../repo/manifest.ts';
@@ -29,6 +29,11 @@ function objectAsset(ctx: Context, name: string): S3Asset | DirectoryAsset {
   }
   if (a.type !== 's3' && a.type !== 'directory') throw new ConfigError(`asset "${name}" is of type ${a.type}; \`ferry objects\` works on s3 and directory assets`);
   return a;
+}
+
+/** Relative paths in ferry.yaml are relative to its folder. */
+function baseDir(ctx: Context): string {
+  return ctx.settings.configPath ? dirname(resolve(ctx.settings.configPath)) : process.cwd();
 }
 
 interface RoundResult {
@@ -91,7 +96,7 @@ const snapshot: Command = {
     if (values.interval !== undefined && !values.watch) throw new UsageError('--interval is only used with --watch');
     const interval = seconds(str(values.interval), 60, '--interval');
     if (values.watch && interval <= 0) throw new UsageError('--interval must be more than 0 seconds');
-    const source = await openSource(asset);
+    const source = await openSource(asset, baseDir(ctx));
     try {
       if (!values.watch) {
         const r = await snapshotRound(ctx, asset, source, strs(values.label), lockWait);
@@ -222,7 +227,7 @@ const restore: Command = {
       ctx.out({ ...base, to: path, written: true }, () => `restored version ${v.version} of ${key} (${bytes(data.length)}, seen ${v.time}) to ${path}`);
       return 0;
     }
-    const source = await openSource(asset);
+    const source = await openSource(asset, baseDir(ctx));
     try {
       const cur = await source.read(key);
       if (cur && cur.data.equals(data)) {

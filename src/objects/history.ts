@@ -86,13 +86,19 @@ export function foldVersions(key: string, seen: { snapshot: string; time: number
 export async function objectVersions(repo: Repository, asset: string, key: string): Promise<ObjectVersion[]> {
   const snaps = await objectSnapshots(repo, asset);
   const seen: { snapshot: string; time: number; node?: TreeNode }[] = new Array(snaps.length);
-  await mapLimit(snaps, 4, async (s, i) => {
-    let node: TreeNode | undefined;
-    for await (const n of readTree(repo, s.manifest.tree)) {
-      if (n.path === key) node = n;
-      if (n.path >= key) break;
+  // Rounds of `--watch` that changed nothing share their tree: read each distinct tree once.
+  const lookups = new Map<string, Promise<TreeNode | undefined>>();
+  const find = async (tree: string[]): Promise<TreeNode | undefined> => {
+    for await (const n of readTree(repo, tree)) {
+      if (n.path === key) return n;
+      if (n.path > key) return undefined;
     }
-    seen[i] = { snapshot: s.id, time: snapshotTime(s.manifest), node };
+    return undefined;
+  };
+  await mapLimit(snaps, 4, async (s, i) => {
+    const k = s.manifest.tree.join(',');
+    if (!lookups.has(k)) lookups.set(k, find(s.manifest.tree));
+    seen[i] = { snapshot: s.id, time: snapshotTime(s.manifest), node: await lookups.get(k) };
   });
   return foldVersions(key, seen);
 }

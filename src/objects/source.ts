@@ -98,9 +98,9 @@ export class DirectorySource implements ObjectSource {
   async close(): Promise<void> {}
 }
 
-/** The source of an `s3` or `directory` asset. */
-export async function openSource(asset: S3Asset | DirectoryAsset): Promise<ObjectSource> {
-  if (asset.type === 'directory') return new DirectorySource(asset.path);
+/** The source of an `s3` or `directory` asset; a relative directory path is relative to `baseDir` (ferry.yaml's folder). */
+export async function openSource(asset: S3Asset | DirectoryAsset, baseDir = process.cwd()): Promise<ObjectSource> {
+  if (asset.type === 'directory') return new DirectorySource(resolve(baseDir, asset.path));
   const { S3Source } = await import('./s3source.ts');
   return new S3Source(asset);
 }
