@@ -62,7 +62,7 @@ async function snapshotRound(ctx: Context, asset: S3Asset | DirectoryAsset, sour
             asset: asset.name,
             parent,
             labels,
-            onProgress: (p) => ctx.progress.update(`objects ${p.objectsDone}/${p.objectsTotal}  read ${p.objectsRead} (${bytes(p.bytesRead)})`),
+            onProgress: (p) => ctx.progress.update(`objects ${p.objectsDone}/${p.objectsTotal}  ${p.objectsRead >= 0 ? `read ${p.objectsRead}, ` : ''}${bytes(p.bytesRead)}`),
           });
         },
         lockWait,
@@ -270,6 +270,7 @@ async function restorePrefixCommand(ctx: Context, asset: S3Asset | DirectoryAsse
   const started = Date.now();
   const r = await withLock(repo, `objects restore ${asset.name}`, false, () => restorePrefix(repo, snap, prefix, dir, (d, t) => ctx.progress.update(`restored ${d}/${t} objects`)));
   ctx.progress.done();
+  if (r.objects === 0) ctx.warn(`no object of ${asset.name} had a key starting with ${JSON.stringify(prefix)} in the snapshot of ${r.snapshotTime}${asset.type === 's3' && asset.prefix ? ` (keys are full object keys, e.g. ${asset.prefix}...)` : ''}`);
   ctx.out({ asset: asset.name, prefix, at: new Date(when).toISOString(), to: dir, ...r, durationMs: Date.now() - started }, () =>
     `restored ${r.objects} objects (${bytes(r.bytes)}) under ${JSON.stringify(prefix)} as of snapshot ${r.snapshot.slice(0, 12)} (listed ${r.snapshotTime}) to ${dir} in ${duration(Date.now() - started)}`,
   );

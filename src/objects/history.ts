@@ -90,7 +90,7 @@ export async function objectVersions(repo: Repository, asset: string, key: strin
   const lookups = new Map<string, Promise<TreeNode | undefined>>();
   const find = async (tree: string[]): Promise<TreeNode | undefined> => {
     for await (const n of readTree(repo, tree)) {
-      if (n.path === key) return n;
+      if (n.path === key) return n.type === 'file' ? n : undefined;
       if (n.path > key) return undefined;
     }
     return undefined;

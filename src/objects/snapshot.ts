@@ -14,7 +14,8 @@ import type { Repository } from '../repo/repository.ts';
 import { BlobSaver } from '../repo/saver.ts';
 import { loadTree, saveTree, type TreeNode } from '../repo/tree.ts';
 import { mapLimit } from '../util/concurrency.ts';
-import type { ObjectEntry, ObjectSource } from './source.ts';
+import { DirectorySource, type ObjectEntry, type ObjectSource } from './source.ts';
+import { backupTree } from '../repo/backup.ts';
 
 export const OBJECTS_KIND = 'objects';
 /** Deleted keys named in a manifest's meta (the count is always exact). */
@@ -34,7 +35,9 @@ export interface ObjectsMeta {
 export interface ObjectsProgress {
   objectsTotal: number;
   objectsDone: number;
+  /** Objects read so far (-1 where not counted). */
   objectsRead: number;
+  /** Bytes read (S3), or bytes of objects done (directories). */
   bytesRead: number;
 }
 
@@ -74,6 +77,7 @@ export function snapshotTime(m: Manifest): number {
 }
 
 export async function snapshotObjects(repo: Repository, source: ObjectSource, opts: ObjectsSnapshotOptions): Promise<{ id: string; manifest: Manifest }> {
+  if (source instanceof DirectorySource) return snapshotDirectory(repo, source, opts);
   const started = repo.clock.now();
   await repo.loadIndex();
   const listing = await source.list();
@@ -168,4 +172,46 @@ export async function snapshotObjects(repo: Repository, source: ObjectSource, op
   } finally {
     if (timer) clearInterval(timer);
   }
+}
+
+/**
+ * A directory is a tree: the generic engine snapshots it (its pooled, sliced read path is the
+ * fastest Ferry has), as kind `objects`; its tree also holds the directories, which the object
+ * commands skip. The counts come from a listing taken just before, against the parent's files.
+ */
+async function snapshotDirectory(repo: Repository, source: DirectorySource, opts: ObjectsSnapshotOptions): Promise<{ id: string; manifest: Manifest }> {
+  await repo.loadIndex();
+  const listing = await source.list();
+  const listedAt = repo.clock.now();
+  const parentNodes = new Map<string, TreeNode>();
+  if (opts.parent) for (const n of await loadTree(repo, opts.parent.manifest.tree)) if (n.type === 'file') parentNodes.set(n.path, n);
+  let added = 0;
+  let changed = 0;
+  let kept = 0;
+  for (const e of listing) {
+    const prev = parentNodes.get(e.key);
+    if (!prev) added++;
+    else if (unchanged(prev, e)) kept++;
+    else changed++;
+  }
+  const present = new Set(listing.map((e) => e.key));
+  const deletedKeys = [...parentNodes.keys()].filter((k) => !present.has(k)).sort();
+  const meta: ObjectsMeta = {
+    location: source.location,
+    listedAt: new Date(listedAt).toISOString(),
+    added,
+    changed,
+    unchanged: kept,
+    deleted: deletedKeys.length,
+    deletedKeys: deletedKeys.slice(0, MAX_NAMED_DELETIONS),
+  };
+  return backupTree(repo, {
+    root: source.location,
+    kind: OBJECTS_KIND,
+    asset: opts.asset,
+    labels: opts.labels,
+    parent: opts.parent,
+    meta: () => meta as unknown as Record<string, unknown>,
+    ...(opts.onProgress ? { onProgress: (p) => opts.onProgress!({ objectsTotal: p.filesTotal, objectsDone: p.filesDone, objectsRead: -1, bytesRead: p.bytesDone }) } : {}),
+  });
 }
