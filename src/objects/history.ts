@@ -7,6 +7,7 @@
  * repositories, and the same whenever the same bytes come back.
  */
 import { mkdir, writeFile, utimes } from 'node:fs/promises';
+import { restoreTree } from '../repo/restore.ts';
 import { dirname } from 'node:path';
 import { listSnapshots, type SnapshotRef } from '../repo/manifest.ts';
 import type { Repository } from '../repo/repository.ts';
@@ -169,17 +170,20 @@ export interface PrefixRestoreResult {
   bytes: number;
 }
 
-/** Writes every object under `prefix` as of `snap` under `dir` at its full key. The caller checks `dir` is empty. */
+/**
+ * Writes every object under `prefix` as of `snap` under `dir` at its full key, through the
+ * tree restore (coalesced range reads, opened on the thread pool). The caller checks `dir`
+ * is empty; every key is checked to be a path under `dir` before anything is written.
+ */
 export async function restorePrefix(repo: Repository, snap: SnapshotRef, prefix: string, dir: string, onProgress?: (done: number, total: number) => void): Promise<PrefixRestoreResult> {
   const nodes = await nodesUnder(repo, snap, prefix);
-  const paths = nodes.map((n) => pathUnder(dir, n.path)); // all checked before anything is written
-  let done = 0;
-  let bytes = 0;
-  await mapLimit(nodes, 8, async (n, i) => {
-    const data = await readNode(repo, n);
-    await writeLocal(paths[i], data, n.mtimeNs);
-    bytes += data.length;
-    onProgress?.(++done, nodes.length);
+  const parents = new Set(nodes.map((n) => dirname(pathUnder(dir, n.path))));
+  // Bucket snapshots have no directory nodes: make the folders the keys imply.
+  for (const p of parents) await mkdir(p, { recursive: true });
+  const r = await restoreTree(repo, snap.manifest, dir, {
+    force: true,
+    include: (n) => (n.type === 'file' ? n.path.startsWith(prefix) : n.path.startsWith(prefix) || prefix.startsWith(n.path + '/')),
+    ...(onProgress ? { onProgress: (p) => onProgress(p.filesDone, p.filesTotal) } : {}),
   });
-  return { snapshot: snap.id, snapshotTime: new Date(snapshotTime(snap.manifest)).toISOString(), objects: nodes.length, bytes };
+  return { snapshot: snap.id, snapshotTime: new Date(snapshotTime(snap.manifest)).toISOString(), objects: r.files, bytes: r.bytes };
 }
