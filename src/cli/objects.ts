@@ -86,7 +86,8 @@ const snapshot: Command = {
   description: [
     'NAME is an s3 or directory asset of ferry.yaml. An object is read when it is new or its ETag (S3) or size and mtime (directory) changed.',
     '--watch snapshots again every --interval seconds (default 60) and reports each round\'s RPO: the interval plus the time the round took to store.',
-    'It stops after the current round on SIGINT or SIGTERM (a second signal stops at once). With --json, one JSON object per line per round.',
+    'It stops after the current round on SIGINT or SIGTERM (a second signal stops at once). A failed first round stops it; later failures are retried.',
+    'With --json, one JSON object per line per round.',
   ].join('\n'),
   options: { watch: { type: 'boolean' }, interval: { type: 'string' }, label: { type: 'string', multiple: true }, 'lock-wait': { type: 'string' } },
   args: [1, 1],
@@ -134,6 +135,8 @@ async function watch(ctx: Context, asset: S3Asset | DirectoryAsset, source: Obje
         if (ctx.json) process.stdout.write(JSON.stringify({ round: rounds, ...r, storeMs, rpoMs }) + '\n');
         else ctx.say(`${roundLine(asset.name, r)}; RPO ${duration(rpoMs)} (interval ${duration(interval)} + ${duration(storeMs)} to store)`);
       } catch (e) {
+        // A first round that fails is a setup problem (config, key, credentials): stop. Later ones are retried.
+        if (rounds === 0) throw e;
         failures++;
         ctx.progress.done();
         ctx.warn(`snapshot of ${asset.name} failed, retrying in ${duration(interval)}: ${errorMessage(e)}`);
@@ -154,7 +157,7 @@ async function watch(ctx: Context, asset: S3Asset | DirectoryAsset, source: Obje
     process.removeListener('SIGTERM', onSignal);
   }
   ctx.say(`stopped watching ${asset.name} after ${rounds} snapshot${rounds === 1 ? '' : 's'}${failures ? ` (${failures} failed rounds)` : ''}`);
-  return rounds === 0 && failures > 0 ? 1 : 0;
+  return 0;
 }
 
 const versions: Command = {

@@ -10,7 +10,7 @@ import { spawn } from 'node:child_process';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
-import { childEnv, ensureBuilt, FERRY, ferryOk } from '../harness/cli.ts';
+import { childEnv, ensureBuilt, FERRY, ferry, ferryOk } from '../harness/cli.ts';
 import { makeTempDir, onExitStop, type TempDir } from '../harness/tmp.ts';
 import { Repository } from '../../src/repo/repository.ts';
 import { FsStorage } from '../../src/storage/fs.ts';
@@ -80,4 +80,10 @@ it('protects a new file within the interval plus a few seconds, and stops cleanl
   const repo = await Repository.open(new FsStorage(env.FERRY_REPO), [{ kind: 'passphrase', passphrase: 'pw' }]);
   assert.deepEqual(await listLocks(repo), [], 'no lock left behind');
   assert.ok(rounds.every((r) => r.rpoMs >= 2000 && r.rpoMs === 2000 + r.storeMs));
+});
+
+it('stops at once when the first round fails (a setup problem), with one clear error', async () => {
+  const r = await ferry(['objects', 'snapshot', 'uploads', '--watch', '--interval', '1'], { env: { ...env, FERRY_PASSWORD: 'wrong' } });
+  assert.notEqual(r.code, 0);
+  assert.match(r.stderr, /^ferry: error: /m);
 });
