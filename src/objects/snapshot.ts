@@ -128,11 +128,18 @@ export async function snapshotObjects(repo: Repository, source: ObjectSource, op
       }
       progress.objectsDone++;
     });
-    nodes.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
     const present = new Set(nodes.map((n) => n.path));
+    // The folders the keys imply, as directory nodes, so the tree restores like any other
+    // (`ferry files restore` included). A key that is also a folder of others stays a file.
+    const dirs = new Set<string>();
+    for (const k of present) for (let i = k.indexOf('/'); i > 0; i = k.indexOf('/', i + 1)) dirs.add(k.slice(0, i));
+    const dirMtime = (BigInt(listedAt) * 1_000_000n).toString();
+    for (const d of dirs) if (!present.has(d)) nodes.push({ path: d, type: 'dir', mode: 0o755, mtimeNs: dirMtime, size: 0, uid: 0, gid: 0, ino: 0 });
+    nodes.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
     const deletedKeys = [...parentNodes.keys()].filter((k) => !present.has(k)).sort();
     const tree = await saveTree(saver, repo, nodes);
     await saver.flush();
+    const files = nodes.filter((n) => n.type === 'file');
     const meta: ObjectsMeta = {
       location: source.location,
       listedAt: new Date(listedAt).toISOString(),
@@ -154,10 +161,10 @@ export async function snapshotObjects(repo: Repository, source: ObjectSource, op
       ...(opts.parent ? { parent: opts.parent.id } : {}),
       tree,
       stats: {
-        files: nodes.length,
-        dirs: 0,
+        files: files.length,
+        dirs: nodes.length - files.length,
         symlinks: 0,
-        bytes: nodes.reduce((a, n) => a + n.size, 0),
+        bytes: files.reduce((a, n) => a + n.size, 0),
         filesRead: added + changed,
         filesUnchanged: kept,
         newBlobs: saver.stats.newBlobs,

@@ -158,6 +158,11 @@ for (const kind of ['s3', 'dir'] as const) {
       assert.equal(busy.code, 1);
       assert.match(busy.stderr, /is not empty/);
 
+      // An objects snapshot is a tree like any other: `files restore` brings the whole listing back.
+      const whole = join(tmp.path, `${kind}-files-restore`);
+      await ferryOk(['files', 'restore', snap1.id.slice(0, 12), whole], { env });
+      assert.deepEqual(new Map([...(await dirDigests(whole))].sort()), new Map([...before1].sort()));
+
       const later = join(tmp.path, `${kind}-prefix-now`);
       await ferryOk(['objects', 'restore', name, '--prefix', prefix, '--to', later], { env });
       const now = only(await dirDigests(later), prefix);
