@@ -67,8 +67,8 @@ const BATCH_BYTES = 3 << 20;
  * configured with bigger chunks) gets its own buffers.
  */
 const SLAB = (4 << 20) + (64 << 10);
-/** Batches in flight per worker: one 3 MiB batch keeps it busy (a second only added memory). */
-const PER_WORKER = 1;
+/** Batches in flight per worker: two, so a worker never waits for the main thread between small batches. */
+const PER_WORKER = 2;
 
 /**
  * A small young generation: the cipher hands back many short-lived 64 KiB buffers,
