@@ -3,6 +3,7 @@
  * handler) wired by main.ts, which parses argv, loads settings and reports
  * failures. Handlers stay thin: validate, call the domain, print.
  */
+import { createInterface } from 'node:readline/promises';
 import type { ParseArgsConfig } from 'node:util';
 import type { Context } from './context.ts';
 import { UsageError } from '../util/errors.ts';
@@ -67,4 +68,15 @@ export function seconds(v: string | undefined, dflt: number, flag: string): numb
 /** The terminal progress line of a snapshot. */
 export function backupProgressLine(p: BackupProgress): string {
   return `files ${p.filesDone}/${p.filesTotal}  ${bytes(p.bytesDone)}/${bytes(p.bytesTotal)}  new ${bytes(p.newBytes)}  stored ${bytes(p.storedBytes)}`;
+}
+
+/** Asks on the terminal (stderr) before a destructive step; true only for "yes" or "y". */
+export async function confirmOnTerminal(question: string): Promise<boolean> {
+  const rl = createInterface({ input: process.stdin, output: process.stderr });
+  try {
+    const answer = (await rl.question(`${question} Type "yes" to go ahead: `)).trim().toLowerCase();
+    return answer === 'yes' || answer === 'y';
+  } finally {
+    rl.close();
+  }
 }

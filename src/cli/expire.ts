@@ -21,7 +21,6 @@
  *
  * A flag sets its rule for every kind (overriding the file's kinds too).
  */
-import { createInterface } from 'node:readline/promises';
 import { hostname } from 'node:os';
 import { withLock } from '../repo/lock.ts';
 import { listSnapshots, type SnapshotRef } from '../repo/manifest.ts';
@@ -34,7 +33,7 @@ import { planWalExpiry, summariseWal, type ArchivedWal, type WalExpiryPlan, type
 import type { Clock } from '../util/clock.ts';
 import { ConfigError, UsageError, errorMessage } from '../util/errors.ts';
 import { bytes, table } from '../util/format.ts';
-import { str, strs, type Command, type ParsedArgs } from './command.ts';
+import { confirmOnTerminal, str, strs, type Command, type ParsedArgs } from './command.ts';
 import type { Context } from './context.ts';
 
 /**
@@ -207,16 +206,6 @@ function indent(text: string): string {
     .split('\n')
     .map((l) => `  ${l}`)
     .join('\n');
-}
-
-async function confirmOnTerminal(question: string): Promise<boolean> {
-  const rl = createInterface({ input: process.stdin, output: process.stderr });
-  try {
-    const answer = (await rl.question(`${question} Type "yes" to go ahead: `)).trim().toLowerCase();
-    return answer === 'yes' || answer === 'y';
-  } finally {
-    rl.close();
-  }
 }
 
 // ---- the command -------------------------------------------------------------------------------

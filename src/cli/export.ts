@@ -1,5 +1,4 @@
 /** `ferry pg export | pg exports | pg export get | pg export restore | pg export lifecycle`: compliance exports (pg_dump -Fc) in the repository, with a cold tier. */
-import { createInterface } from 'node:readline/promises';
 import { credentialsFrom } from '../config/load.ts';
 import { deleteExport, moveToCold, openColdTier, type MoveReport } from '../export/cold.ts';
 import { planLifecycle, RUNBOOK_LIFECYCLE, type LifecycleDecision, type LifecycleRules } from '../export/lifecycle.ts';
@@ -15,7 +14,7 @@ import { openStorage } from '../storage/open.ts';
 import type { Clock } from '../util/clock.ts';
 import { ConfigError, UsageError } from '../util/errors.ts';
 import { bytes, duration, table } from '../util/format.ts';
-import { seconds, str, strs, type Command, type OptionSpec, type ParsedArgs } from './command.ts';
+import { confirmOnTerminal, seconds, str, strs, type Command, type OptionSpec, type ParsedArgs } from './command.ts';
 import type { Context } from './context.ts';
 import { commandClock } from './expire.ts';
 
@@ -297,9 +296,7 @@ const lifecycleCmd: Command = {
           throw new UsageError(`ferry pg export lifecycle would ${what} but was not told to: it acts only with --yes when there is no terminal`, { hint: 'pass --yes to go ahead, or --dry-run to only show the plan' });
         }
         if (!ctx.json) process.stdout.write(shown + '\n');
-        const rl = createInterface({ input: process.stdin, output: process.stderr });
-        const answer = (await rl.question(`${what[0].toUpperCase()}${what.slice(1)}? Type "yes" to go ahead: `).finally(() => rl.close())).trim().toLowerCase();
-        if (answer !== 'yes' && answer !== 'y') {
+        if (!(await confirmOnTerminal(`${what[0].toUpperCase()}${what.slice(1)}?`))) {
           ctx.say('nothing changed');
           return 1;
         }

@@ -4,7 +4,6 @@
  * Secret values are printed only by `secrets restore --reveal`; nothing else here
  * prints, logs or records them.
  */
-import { createInterface } from 'node:readline/promises';
 import { dirname, resolve } from 'node:path';
 import { credentialsFrom } from '../config/load.ts';
 import { findAsset } from '../config/assets.ts';
@@ -19,7 +18,7 @@ import { DEFAULT_COMMAND_TIMEOUT_MS, KIND as SECRETS, listVersions, loadVersion,
 import type { Clock } from '../util/clock.ts';
 import { UsageError } from '../util/errors.ts';
 import { bytes, table } from '../util/format.ts';
-import { seconds, str, type Command } from './command.ts';
+import { confirmOnTerminal, seconds, str, type Command } from './command.ts';
 import type { Context } from './context.ts';
 import { commandClock } from './expire.ts';
 
@@ -42,16 +41,6 @@ function baseDir(ctx: Context): string {
 
 function short(t: string): string {
   return t.replace(/\.\d+Z$/, 'Z');
-}
-
-async function confirmOnTerminal(question: string): Promise<boolean> {
-  const rl = createInterface({ input: process.stdin, output: process.stderr });
-  try {
-    const answer = (await rl.question(`${question} Type "yes" to go ahead: `)).trim().toLowerCase();
-    return answer === 'yes' || answer === 'y';
-  } finally {
-    rl.close();
-  }
 }
 
 // ---- secrets -----------------------------------------------------------------------------

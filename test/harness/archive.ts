@@ -89,3 +89,13 @@ export function stopDataDir(dataDir: string): void {
 export function stopAtExit(dataDir: string): void {
   onExitStop(() => stopDataDir(dataDir));
 }
+
+/** The ids in table `markers` of a restored server, in order (the PITR tests' witness rows). */
+export async function markerIds(dataDir: string, port: number): Promise<number[]> {
+  const c = await restoredClient(dataDir, port);
+  try {
+    return (await c.query<{ id: number }>('SELECT id FROM markers ORDER BY id')).rows.map((r) => r.id);
+  } finally {
+    await c.end();
+  }
+}

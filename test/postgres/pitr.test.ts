@@ -12,7 +12,7 @@ import { mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { ferry, ferryOk } from '../harness/cli.ts';
 import { freePort } from '../harness/pg.ts';
-import { archivedCluster, restoredClient, stopAtExit, stopDataDir, switchAndWaitArchived, type ArchivedCluster } from '../harness/archive.ts';
+import { archivedCluster, markerIds, restoredClient, stopAtExit, stopDataDir, switchAndWaitArchived, type ArchivedCluster } from '../harness/archive.ts';
 import { asPostgres, chownToPostgres } from '../harness/tmp.ts';
 import { compareFingerprints, fingerprintCluster } from '../../src/postgres/fingerprint.ts';
 import { parseLsn } from '../../src/postgres/walname.ts';
@@ -32,15 +32,6 @@ async function marker(id: number): Promise<void> {
 function between(i: number): string {
   const t = (Date.parse(markers[i].after) + Date.parse(markers[i + 1].before)) / 2;
   return new Date(t).toISOString();
-}
-
-async function markerIds(dataDir: string, port: number): Promise<number[]> {
-  const c = await restoredClient(dataDir, port);
-  try {
-    return (await c.query<{ id: number }>('SELECT id FROM markers ORDER BY id')).rows.map((r) => r.id);
-  } finally {
-    await c.end();
-  }
 }
 
 function amcheck(dataDir: string, port: number, binDir: string): Promise<void> {

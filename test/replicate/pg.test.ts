@@ -13,7 +13,7 @@ import { readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { FERRY, childEnv, ferry, ferryOk } from '../harness/cli.ts';
 import { freePort } from '../harness/pg.ts';
-import { archivedCluster, restoredClient, stopAtExit, stopDataDir, switchAndWaitArchived, type ArchivedCluster } from '../harness/archive.ts';
+import { archivedCluster, markerIds, stopAtExit, stopDataDir, switchAndWaitArchived, type ArchivedCluster } from '../harness/archive.ts';
 import { runUntilPoint } from '../harness/kill.ts';
 import { chownToPostgres, makeTempDir, onExitStop, type TempDir } from '../harness/tmp.ts';
 
@@ -30,15 +30,6 @@ async function marker(id: number): Promise<void> {
   await a.cluster.query('INSERT INTO markers(id) VALUES ($1)', [id]);
   const [{ t: af }] = await a.cluster.query<{ t: string }>(nowSql);
   markers.push({ id, before: b, after: af });
-}
-
-async function markerIds(dataDir: string, port: number): Promise<number[]> {
-  const c = await restoredClient(dataDir, port);
-  try {
-    return (await c.query<{ id: number }>('SELECT id FROM markers ORDER BY id')).rows.map((r) => r.id);
-  } finally {
-    await c.end();
-  }
 }
 
 interface Lag {
