@@ -22,6 +22,7 @@ import { IntegrityError } from '../util/errors.ts';
 import { Zstd } from './compress.ts';
 import { ENVELOPE_OVERHEAD, openEnvelope, sealInto } from './envelope.ts';
 import type { MasterKey } from './keys.ts';
+import { ID_BYTES, blobId } from './hash.ts';
 
 export interface WorkerItem {
   off: number;
@@ -33,7 +34,7 @@ export interface WorkerItem {
 
 export interface WorkerRequest {
   seq: number;
-  op: 'seal' | 'open';
+  op: 'seal' | 'open' | 'hash';
   input: SharedArrayBuffer;
   output: SharedArrayBuffer;
   items: WorkerItem[];
@@ -57,7 +58,12 @@ interface Job {
   reject: (e: Error) => void;
 }
 
-type Op = 'seal' | 'open';
+type Op = 'seal' | 'open' | 'hash';
+
+/** Inputs at least this large are hashed on a worker (smaller ones cost more to send than to hash). */
+const HASH_ON_WORKER = 16 << 10;
+/** The id slot of a hash job (unused). */
+const NO_ID = Buffer.alloc(ID_BYTES);
 
 /** Flush a queue once it holds this much input (fewer, larger messages: postMessage costs about 1 ms each). */
 const BATCH_BYTES = 3 << 20;
@@ -88,6 +94,7 @@ function startWorker(workerData: unknown): Worker {
 }
 
 function outSize(op: Op, j: Job): number {
+  if (op === 'hash') return ID_BYTES;
   return op === 'seal' ? j.input.length + ENVELOPE_OVERHEAD : j.raw;
 }
 
@@ -95,8 +102,8 @@ export class CodecPool {
   private readonly workers: { w: Worker; busy: number }[] = [];
   private readonly waiting = new Map<number, { op: Op; jobs: Job[] }>();
   private seq = 0;
-  private queue: Record<Op, Job[]> = { seal: [], open: [] };
-  private queuedBytes: Record<Op, number> = { seal: 0, open: 0 };
+  private queue: Record<Op, Job[]> = { seal: [], open: [], hash: [] };
+  private queuedBytes: Record<Op, number> = { seal: 0, open: 0, hash: 0 };
   private flushScheduled = false;
   private local?: Zstd;
   private localOut = Buffer.alloc(0);
@@ -135,6 +142,15 @@ export class CodecPool {
     return this.enqueue('seal', id, plain, plain.length, '', consume as (b: Buffer) => unknown) as Promise<T>;
   }
 
+  /**
+   * The blob id of `plain` (HMAC-SHA-256 under the MAC key), computed on a worker for
+   * inputs large enough to be worth the trip, so the main thread only reads and cuts.
+   */
+  hash(plain: Uint8Array): Promise<Buffer> {
+    if (!this.workers.length || plain.length < HASH_ON_WORKER) return Promise.resolve(blobId(this.key.mac, plain as Buffer));
+    return this.enqueue('hash', NO_ID, plain, 0, '', (b) => Buffer.from(b)) as Promise<Buffer>;
+  }
+
   open(id: Buffer, sealed: Uint8Array, rawLength: number, where: string): Promise<Buffer> {
     return this.openWith(id, sealed, rawLength, where, (b) => Buffer.from(b));
   }
@@ -170,6 +186,7 @@ export class CodecPool {
         this.flushScheduled = true;
         setImmediate(() => {
           this.flushScheduled = false;
+          this.flush('hash');
           this.flush('seal');
           this.flush('open');
         });
@@ -249,6 +266,7 @@ export class CodecPool {
     });
     this.recycle(m.input);
     this.recycle(m.output);
+    this.flush('hash');
     this.flush('seal');
     this.flush('open');
   }

@@ -7,7 +7,6 @@
  * is durably stored and an index file naming that pack is durably stored. Callers
  * write whatever names blobs (a manifest) only after `flush()` resolves.
  */
-import { blobId } from '../codec/hash.ts';
 import { ByteBudget, Semaphore } from '../util/concurrency.ts';
 import { BufferPool } from '../util/pool.ts';
 import { killPoint } from '../util/killpoint.ts';
@@ -87,7 +86,8 @@ export class BlobSaver {
 
   private async store(type: BlobType, plain: Buffer, again: boolean): Promise<string> {
     this.throwIfFailed();
-    const idBuf = blobId(this.repo.key.mac, plain);
+    const idBuf = await this.repo.codec.hash(plain);
+    this.throwIfFailed();
     const id = idBuf.toString('hex');
     if (this.pending.has(id) || (!again && this.repo.index.has(id))) {
       this.stats.dedupedBlobs++;
