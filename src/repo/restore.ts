@@ -54,6 +54,8 @@ export interface RestoreResult {
 }
 
 const MAX_RANGE = 16 * 1024 * 1024;
+/** Files up to this size go in the many-at-once lane. */
+const SMALL_FILE = 1024 * 1024;
 
 export async function isNonEmptyDir(dir: string): Promise<string[] | undefined> {
   try {
@@ -112,12 +114,20 @@ export async function restoreTree(repo: Repository, manifest: Manifest, target: 
       await symlink(r.dir, link);
     }
     for (const n of nodes) if (n.type === 'dir' && n.path) await mkdir(place(n.path), { recursive: true });
-    await mapLimit(files, opts.fileConcurrency ?? 4, async (n) => {
+    // Two lanes: a few large files at a time (each keeps several ranges of up to MAX_RANGE in
+    // flight), and many small ones, whose cost is latency (create, one read, one worker round
+    // trip, close) rather than bytes: more of them in flight keeps the workers' batches full.
+    const one = async (n: TreeNode) => {
       const written = await restoreFile(repo, n, place(n.path), !!opts.delta, progress);
       result.bytesWritten += written;
       if (written === 0 && n.size > 0) result.filesSkipped++;
       progress.filesDone++;
-    });
+    };
+    const large = opts.fileConcurrency ?? 4;
+    await Promise.all([
+      mapLimit(files.filter((n) => n.size > SMALL_FILE), large, one),
+      mapLimit(files.filter((n) => n.size <= SMALL_FILE), large * 8, one),
+    ]);
     for (const n of nodes.filter((x) => x.type === 'symlink')) {
       const p = place(n.path);
       await rm(p, { force: true, recursive: true });
