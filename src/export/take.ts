@@ -12,12 +12,11 @@
  */
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { fileChecksum } from '../codec/hash.ts';
 import { pgBinDir, runPg } from '../postgres/binaries.ts';
 import { clientConfigFromEnv, connectClient } from '../postgres/conninfo.ts';
-import { writeManifest, type Manifest } from '../repo/manifest.ts';
+import { newManifest, writeManifest, type Manifest } from '../repo/manifest.ts';
 import type { Repository } from '../repo/repository.ts';
 import { BlobSaver } from '../repo/saver.ts';
 import { saveTree, type TreeNode } from '../repo/tree.ts';
@@ -152,30 +151,21 @@ export async function takeExport(repo: Repository, opts: TakeExportOptions = {})
       time: new Date(end).toISOString(),
       tier: 'hot',
     };
-    const manifest: Manifest = {
-      version: 1,
-      kind: EXPORT_KIND,
-      asset: facts.database,
-      host: hostname(),
-      paths: [],
-      labels: opts.labels ?? [],
-      startTime: new Date(started).toISOString(),
-      endTime: meta.time,
-      tree,
-      stats: {
-        files: 1,
-        dirs: 1,
-        symlinks: 0,
-        bytes: size,
-        filesRead: 1,
-        filesUnchanged: 0,
-        newBlobs: saver.stats.newBlobs,
-        newBytes: saver.stats.newBytes,
-        storedBytes: saver.stats.storedBytes,
-        durationMs: end - started,
+    const manifest = newManifest(
+      repo,
+      started,
+      saver.stats,
+      {
+        kind: EXPORT_KIND,
+        asset: facts.database,
+        paths: [],
+        labels: opts.labels ?? [],
+        tree,
+        stats: { files: 1, dirs: 1, symlinks: 0, bytes: size, filesRead: 1, filesUnchanged: 0 },
+        meta: meta as unknown as Record<string, unknown>,
       },
-      meta: meta as unknown as Record<string, unknown>,
-    };
+      end,
+    );
     const id = await writeManifest(repo, manifest);
     return { id, manifest, meta };
   } finally {

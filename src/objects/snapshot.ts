@@ -7,9 +7,8 @@
  * snapshot (ETag and size on S3; size and mtime on directories). A key absent from
  * the listing is deleted; the manifest's meta counts (and names) the deletions.
  */
-import { hostname } from 'node:os';
 import { fileChecksum } from '../codec/hash.ts';
-import { writeManifest, type Manifest, type SnapshotRef } from '../repo/manifest.ts';
+import { newManifest, writeManifest, type Manifest, type SnapshotRef } from '../repo/manifest.ts';
 import type { Repository } from '../repo/repository.ts';
 import { BlobSaver } from '../repo/saver.ts';
 import { loadTree, saveTree, type TreeNode } from '../repo/tree.ts';
@@ -149,15 +148,11 @@ export async function snapshotObjects(repo: Repository, source: ObjectSource, op
       deleted: deletedKeys.length,
       deletedKeys: deletedKeys.slice(0, MAX_NAMED_DELETIONS),
     };
-    const manifest: Manifest = {
-      version: 1,
+    const manifest = newManifest(repo, started, saver.stats, {
       kind: OBJECTS_KIND,
       asset: opts.asset,
-      host: hostname(),
       paths: [source.location],
       labels: opts.labels ?? [],
-      startTime: new Date(started).toISOString(),
-      endTime: new Date(repo.clock.now()).toISOString(),
       ...(opts.parent ? { parent: opts.parent.id } : {}),
       tree,
       stats: {
@@ -167,13 +162,9 @@ export async function snapshotObjects(repo: Repository, source: ObjectSource, op
         bytes: files.reduce((a, n) => a + n.size, 0),
         filesRead: added + changed,
         filesUnchanged: kept,
-        newBlobs: saver.stats.newBlobs,
-        newBytes: saver.stats.newBytes,
-        storedBytes: saver.stats.storedBytes,
-        durationMs: repo.clock.now() - started,
       },
       meta: meta as unknown as Record<string, unknown>,
-    };
+    });
     const id = await writeManifest(repo, manifest);
     return { id, manifest };
   } finally {

@@ -9,7 +9,6 @@
  * The manifest is written after the saver has flushed (packs, then index).
  */
 import { lstat, open, readdir, readlink } from 'node:fs/promises';
-import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { fileChecksum } from '../codec/hash.ts';
 import { mapLimit } from '../util/concurrency.ts';
@@ -17,7 +16,7 @@ import { BufferPool } from '../util/pool.ts';
 import { FerryError, StorageError } from '../util/errors.ts';
 import { killPoint } from '../util/killpoint.ts';
 import type { Chunker } from './chunker.ts';
-import { writeManifest, type Manifest } from './manifest.ts';
+import { newManifest, writeManifest, type Manifest } from './manifest.ts';
 import type { Repository } from './repository.ts';
 import { BlobSaver, type SaverOptions } from './saver.ts';
 import { loadTree, saveTree, type TreeNode } from './tree.ts';
@@ -190,15 +189,11 @@ export async function backupTree(repo: Repository, opts: BackupOptions): Promise
     await saver.flush();
     report();
     const meta = opts.meta ? await opts.meta() : undefined;
-    const manifest: Manifest = {
-      version: 1,
+    const manifest = newManifest(repo, started, saver.stats, {
       kind: opts.kind,
       asset: opts.asset,
-      host: hostname(),
       paths: [opts.root],
       labels: opts.labels ?? [],
-      startTime: new Date(started).toISOString(),
-      endTime: new Date(repo.clock.now()).toISOString(),
       ...(opts.parent ? { parent: opts.parent.id } : {}),
       tree,
       stats: {
@@ -208,13 +203,9 @@ export async function backupTree(repo: Repository, opts: BackupOptions): Promise
         bytes: progress.bytesTotal,
         filesRead,
         filesUnchanged,
-        newBlobs: saver.stats.newBlobs,
-        newBytes: saver.stats.newBytes,
-        storedBytes: saver.stats.storedBytes,
-        durationMs: repo.clock.now() - started,
       },
       ...(meta ? { meta } : {}),
-    };
+    });
     await killPoint('before-manifest');
     const id = await writeManifest(repo, manifest);
     return { id, manifest };

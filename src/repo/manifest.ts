@@ -5,6 +5,7 @@
  * The file tree is not inline: it is JSON Lines stored as tree blobs (`tree`),
  * so unchanged trees dedup and listing snapshots stays cheap.
  */
+import { hostname } from 'node:os';
 import { DIRS } from './format.ts';
 import type { Repository } from './repository.ts';
 import { listAll } from '../storage/types.ts';
@@ -48,6 +49,27 @@ export interface Manifest {
 export interface SnapshotRef {
   id: string;
   manifest: Manifest;
+}
+
+/** What a snapshot states about itself; `newManifest` fills in the rest. */
+export type ManifestFields = Omit<Manifest, 'version' | 'host' | 'startTime' | 'endTime' | 'stats'> & {
+  stats: Omit<SnapshotStats, 'newBlobs' | 'newBytes' | 'storedBytes' | 'durationMs'>;
+};
+
+/**
+ * A manifest for a snapshot that started at `started` and ended at `end` (ms; default now):
+ * format version, host, times, duration and the saver's counts, the same for every kind.
+ */
+export function newManifest(repo: Repository, started: number, saved: { newBlobs: number; newBytes: number; storedBytes: number }, m: ManifestFields, end = repo.clock.now()): Manifest {
+  const { stats, ...rest } = m;
+  return {
+    version: 1,
+    host: hostname(),
+    startTime: new Date(started).toISOString(),
+    endTime: new Date(end).toISOString(),
+    ...rest,
+    stats: { ...stats, newBlobs: saved.newBlobs, newBytes: saved.newBytes, storedBytes: saved.storedBytes, durationMs: end - started },
+  };
 }
 
 export async function writeManifest(repo: Repository, m: Manifest): Promise<string> {

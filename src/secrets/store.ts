@@ -6,9 +6,8 @@
  */
 import { createReadStream } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
-import { hostname } from 'node:os';
 import { fileChecksum } from '../codec/hash.ts';
-import { writeManifest, type Manifest } from '../repo/manifest.ts';
+import { newManifest, writeManifest, type Manifest } from '../repo/manifest.ts';
 import type { Repository } from '../repo/repository.ts';
 import { BlobSaver } from '../repo/saver.ts';
 import { saveTree, type TreeNode } from '../repo/tree.ts';
@@ -71,15 +70,11 @@ export async function saveEntries(repo: Repository, opts: SaveOptions): Promise<
   nodes.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
   const tree = await saveTree(saver, repo, nodes);
   await saver.flush();
-  const manifest: Manifest = {
-    version: 1,
+  const manifest = newManifest(repo, started, saver.stats, {
     kind: opts.kind,
     asset: opts.asset,
-    host: hostname(),
     paths: opts.paths,
     labels: [],
-    startTime: new Date(started).toISOString(),
-    endTime: new Date(repo.clock.now()).toISOString(),
     ...(opts.parent ? { parent: opts.parent } : {}),
     tree,
     stats: {
@@ -89,13 +84,9 @@ export async function saveEntries(repo: Repository, opts: SaveOptions): Promise<
       bytes,
       filesRead: opts.entries.length,
       filesUnchanged: 0,
-      newBlobs: saver.stats.newBlobs,
-      newBytes: saver.stats.newBytes,
-      storedBytes: saver.stats.storedBytes,
-      durationMs: repo.clock.now() - started,
     },
     ...(opts.meta ? { meta: opts.meta } : {}),
-  };
+  });
   const id = await writeManifest(repo, manifest);
   return { id, manifest };
 }
