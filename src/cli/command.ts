@@ -80,3 +80,25 @@ export async function confirmOnTerminal(question: string): Promise<boolean> {
     rl.close();
   }
 }
+
+/**
+ * SIGINT and SIGTERM for a long-running command (a watch loop, a worker): the first one
+ * aborts `signal`, so the command stops after what is in flight; a second one exits at once
+ * (130). `dispose` puts the default handling back.
+ */
+export function onStopSignals(): { signal: AbortSignal; dispose: () => void } {
+  const ac = new AbortController();
+  const stop = () => {
+    if (ac.signal.aborted) process.exit(130);
+    ac.abort();
+  };
+  process.on('SIGTERM', stop);
+  process.on('SIGINT', stop);
+  return {
+    signal: ac.signal,
+    dispose: () => {
+      process.off('SIGTERM', stop);
+      process.off('SIGINT', stop);
+    },
+  };
+}

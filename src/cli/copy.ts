@@ -6,7 +6,7 @@ import type { CopyLag } from '../replicate/plan.ts';
 import { metricsText, repoStatus } from '../replicate/status.ts';
 import { UsageError } from '../util/errors.ts';
 import { bytes, duration } from '../util/format.ts';
-import { seconds, str, type Command } from './command.ts';
+import { onStopSignals, seconds, str, type Command } from './command.ts';
 import type { Context } from './context.ts';
 
 /**
@@ -66,20 +66,13 @@ const copy: Command = {
         ctx.out(roundJson(r), () => roundLine(r));
         return r.caughtUp ? 0 : 1;
       }
-      const ac = new AbortController();
-      let signals = 0;
-      const onSignal = (): void => {
-        // The first signal ends the watch after the objects in flight; a second one exits at once.
-        if (++signals > 1) process.exit(130);
-        ac.abort();
-      };
-      process.on('SIGINT', onSignal);
-      process.on('SIGTERM', onSignal);
+      // The first signal ends the watch after the objects in flight; a second one exits at once.
+      const stop = onStopSignals();
       try {
         await watchCopy(source, dest, {
           clock: ctx.clock,
           intervalMs,
-          signal: ac.signal,
+          signal: stop.signal,
           onProgress,
           onRound: ({ round, report, error }) => {
             ctx.progress.done();
@@ -89,8 +82,7 @@ const copy: Command = {
           },
         });
       } finally {
-        process.off('SIGINT', onSignal);
-        process.off('SIGTERM', onSignal);
+        stop.dispose();
       }
     } finally {
       await dest.close();

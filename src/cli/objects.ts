@@ -13,7 +13,8 @@ import { snapshotObjects, type ObjectsMeta } from '../objects/snapshot.ts';
 import { openSource, type ObjectSource } from '../objects/source.ts';
 import { ConfigError, FerryError, UsageError, errorMessage } from '../util/errors.ts';
 import { bytes, duration, table } from '../util/format.ts';
-import { seconds, str, strs, type Command } from './command.ts';
+import { onStopSignals, seconds, str, strs, type Command } from './command.ts';
+import { setTimeout } from 'node:timers/promises';
 import type { Context } from './context.ts';
 import { commandClock } from './expire.ts';
 
@@ -112,20 +113,11 @@ const snapshot: Command = {
 };
 
 async function watch(ctx: Context, asset: S3Asset | DirectoryAsset, source: ObjectSource, labels: string[], lockWait: number, interval: number): Promise<number> {
-  let stopping = false;
-  let wake: (() => void) | undefined;
-  const onSignal = () => {
-    stopping = true;
-    wake?.();
-    process.removeListener('SIGINT', onSignal);
-    process.removeListener('SIGTERM', onSignal);
-  };
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
+  const stop = onStopSignals();
   let rounds = 0;
   let failures = 0;
   try {
-    while (!stopping) {
+    while (!stop.signal.aborted) {
       const t0 = Date.now();
       try {
         const r = await snapshotRound(ctx, asset, source, labels, lockWait);
@@ -142,19 +134,11 @@ async function watch(ctx: Context, asset: S3Asset | DirectoryAsset, source: Obje
         ctx.warn(`snapshot of ${asset.name} failed, retrying in ${duration(interval)}: ${errorMessage(e)}`);
         if (ctx.json) process.stdout.write(JSON.stringify({ round: rounds + failures, error: errorMessage(e) }) + '\n');
       }
-      if (stopping) break;
-      await new Promise<void>((res) => {
-        const t = setTimeout(res, interval);
-        wake = () => {
-          clearTimeout(t);
-          res();
-        };
-      });
-      wake = undefined;
+      if (stop.signal.aborted) break;
+      await setTimeout(interval, undefined, { signal: stop.signal }).catch(() => undefined);
     }
   } finally {
-    process.removeListener('SIGINT', onSignal);
-    process.removeListener('SIGTERM', onSignal);
+    stop.dispose();
   }
   ctx.say(`stopped watching ${asset.name} after ${rounds} snapshot${rounds === 1 ? '' : 's'}${failures ? ` (${failures} failed rounds)` : ''}`);
   return 0;

@@ -15,7 +15,7 @@ import { bytes, table } from '../util/format.ts';
 import { FerryError, UsageError, errorMessage } from '../util/errors.ts';
 import { WalMissingError, fetchWalOpening, listWal, parseTimeline, pushWal, readWalFile, writeFileAtomic } from '../postgres/wal.ts';
 import { parseWalName } from '../postgres/walname.ts';
-import { seconds, str, type Command, type ParsedArgs } from './command.ts';
+import { onStopSignals, seconds, str, type Command, type ParsedArgs } from './command.ts';
 import type { Context } from './context.ts';
 
 function count(v: string | undefined, dflt: number, flag: string, max = 1024): number {
@@ -45,20 +45,6 @@ function self(values: ParsedArgs['values']): string[] {
 
 function logLine(line: string): void {
   process.stderr.write(`${new Date().toISOString()} [${process.pid}] ${line}\n`);
-}
-
-function onStopSignals(): { signal: AbortSignal; dispose: () => void } {
-  const ac = new AbortController();
-  const stop = () => ac.abort();
-  process.on('SIGTERM', stop);
-  process.on('SIGINT', stop);
-  return {
-    signal: ac.signal,
-    dispose: () => {
-      process.off('SIGTERM', stop);
-      process.off('SIGINT', stop);
-    },
-  };
 }
 
 const push: Command = {

@@ -135,19 +135,10 @@ export async function snapshotObjects(repo: Repository, source: ObjectSource, op
     const dirMtime = (BigInt(listedAt) * 1_000_000n).toString();
     for (const d of dirs) if (!present.has(d)) nodes.push({ path: d, type: 'dir', mode: 0o755, mtimeNs: dirMtime, size: 0, uid: 0, gid: 0, ino: 0 });
     nodes.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
-    const deletedKeys = [...parentNodes.keys()].filter((k) => !present.has(k)).sort();
     const tree = await saveTree(saver, repo, nodes);
     await saver.flush();
     const files = nodes.filter((n) => n.type === 'file');
-    const meta: ObjectsMeta = {
-      location: source.location,
-      listedAt: new Date(listedAt).toISOString(),
-      added,
-      changed,
-      unchanged: kept,
-      deleted: deletedKeys.length,
-      deletedKeys: deletedKeys.slice(0, MAX_NAMED_DELETIONS),
-    };
+    const meta = newObjectsMeta(source.location, listedAt, { added, changed, kept }, parentNodes.keys(), present);
     const manifest = newManifest(repo, started, saver.stats, {
       kind: OBJECTS_KIND,
       asset: opts.asset,
@@ -177,6 +168,20 @@ export async function snapshotObjects(repo: Repository, source: ObjectSource, op
  * fastest Ferry has), as kind `objects`; its tree also holds the directories, which the object
  * commands skip. The counts come from a listing taken just before, against the parent's files.
  */
+/** The manifest meta of an objects snapshot: the counts, and the parent's keys no longer listed. */
+function newObjectsMeta(location: string, listedAt: number, n: { added: number; changed: number; kept: number }, parentKeys: Iterable<string>, present: Set<string>): ObjectsMeta {
+  const deletedKeys = [...parentKeys].filter((k) => !present.has(k)).sort();
+  return {
+    location,
+    listedAt: new Date(listedAt).toISOString(),
+    added: n.added,
+    changed: n.changed,
+    unchanged: n.kept,
+    deleted: deletedKeys.length,
+    deletedKeys: deletedKeys.slice(0, MAX_NAMED_DELETIONS),
+  };
+}
+
 async function snapshotDirectory(repo: Repository, source: DirectorySource, opts: ObjectsSnapshotOptions): Promise<{ id: string; manifest: Manifest }> {
   await repo.loadIndex();
   const listing = await source.list();
@@ -192,17 +197,7 @@ async function snapshotDirectory(repo: Repository, source: DirectorySource, opts
     else if (unchanged(prev, e)) kept++;
     else changed++;
   }
-  const present = new Set(listing.map((e) => e.key));
-  const deletedKeys = [...parentNodes.keys()].filter((k) => !present.has(k)).sort();
-  const meta: ObjectsMeta = {
-    location: source.location,
-    listedAt: new Date(listedAt).toISOString(),
-    added,
-    changed,
-    unchanged: kept,
-    deleted: deletedKeys.length,
-    deletedKeys: deletedKeys.slice(0, MAX_NAMED_DELETIONS),
-  };
+  const meta = newObjectsMeta(source.location, listedAt, { added, changed, kept }, parentNodes.keys(), new Set(listing.map((e) => e.key)));
   return backupTree(repo, {
     root: source.location,
     kind: OBJECTS_KIND,
