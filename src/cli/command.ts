@@ -66,6 +66,14 @@ export function seconds(v: string | undefined, dflt: number, flag: string): numb
 }
 
 /** The terminal progress line of a snapshot. */
+/** A zstd level from a flag or the configuration: a whole number from 0 (store) to 19. */
+export function compressionLevel(v: string | number | undefined, flag: string): number | undefined {
+  if (v === undefined) return undefined;
+  const s = String(v);
+  if (!/^\d+$/.test(s) || Number(s) > 19) throw new UsageError(`${flag} must be a number from 0 to 19, got "${s}"`);
+  return Number(s);
+}
+
 export function backupProgressLine(p: BackupProgress): string {
   return `files ${p.filesDone}/${p.filesTotal}  ${bytes(p.bytesDone)}/${bytes(p.bytesTotal)}  new ${bytes(p.newBytes)}  stored ${bytes(p.storedBytes)}`;
 }

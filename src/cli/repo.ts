@@ -7,9 +7,9 @@ import { listSnapshots, resolveSnapshot } from '../repo/manifest.ts';
 import { forget, prune } from '../repo/prune.ts';
 import { credentialsFrom, readSecretFile } from '../config/load.ts';
 import { newKeyFileText, readKeyFile, type Credential } from '../codec/keys.ts';
-import { ConfigError, IntegrityError, UsageError } from '../util/errors.ts';
+import { ConfigError, IntegrityError } from '../util/errors.ts';
 import { bytes, duration, table } from '../util/format.ts';
-import { str, type Command } from './command.ts';
+import { compressionLevel, str, type Command } from './command.ts';
 import type { Context } from './context.ts';
 
 /** The credential for a new key slot: --key-file (created if missing) or FERRY_NEW_PASSWORD(_FILE). */
@@ -39,8 +39,7 @@ const init: Command = {
   options: { 'key-file': { type: 'string' }, 'compression-level': { type: 'string' } },
   async run(ctx, { values }) {
     const cred = newCredential(ctx, str(values['key-file']), true);
-    const level = str(values['compression-level']) ?? (ctx.settings.compressionLevel !== undefined ? String(ctx.settings.compressionLevel) : undefined);
-    if (level !== undefined && !/^\d+$/.test(level)) throw new UsageError(`--compression-level must be a number from 0 to 19, got "${level}"`);
+    const level = compressionLevel(str(values['compression-level']) ?? ctx.settings.compressionLevel, '--compression-level');
     const repo = await Repository.init(ctx.storage(), cred, { clock: ctx.clock, ...(level !== undefined ? { compressionLevel: Number(level) } : {}) });
     ctx.out({ id: repo.id, location: repo.location, keyKind: cred.kind }, () => `created repository ${repo.id.slice(0, 12)} at ${repo.location} (key: ${cred.kind})`);
   },

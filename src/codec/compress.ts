@@ -34,12 +34,13 @@ export class Zstd {
   /**
    * Compresses `plain`; the result may be a view of the scratch buffer, valid until the
    * next call. Falls back to the plain bytes when zstd does not make them smaller.
+   * `level` overrides the context's level for this call.
    */
-  compressView(plain: Uint8Array): { codec: number; data: Uint8Array } {
-    if (plain.length < 64 || this.level <= 0) return { codec: CODEC_NONE, data: plain };
+  compressView(plain: Uint8Array, level: number = this.level): { codec: number; data: Uint8Array } {
+    if (plain.length < 64 || level <= 0) return { codec: CODEC_NONE, data: plain };
     const bound = binding.compressBound(plain.length);
     if (this.scratch.length < bound) this.scratch = Buffer.allocUnsafeSlow(bound);
-    const n = this.cctx.compress(this.scratch, plain, this.level);
+    const n = this.cctx.compress(this.scratch, plain, level);
     if (n >= plain.length) return { codec: CODEC_NONE, data: plain };
     return { codec: CODEC_ZSTD, data: this.scratch.subarray(0, n) };
   }

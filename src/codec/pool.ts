@@ -18,7 +18,8 @@
  */
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
-import { IntegrityError } from '../util/errors.ts';
+import { FerryError, IntegrityError } from '../util/errors.ts';
+import { writeFully } from './write.ts';
 import { Zstd } from './compress.ts';
 import { ENVELOPE_OVERHEAD, openEnvelope, sealInto } from './envelope.ts';
 import type { MasterKey } from './keys.ts';
@@ -30,11 +31,16 @@ export interface WorkerItem {
   idOff: number;
   raw: number;
   where: string;
+  /** `seal` only: the zstd level for this blob (default: the pool's). */
+  level?: number;
+  /** `open` only: write the plaintext to this file descriptor at `pos` (the worker coalesces adjacent writes). */
+  fd?: number;
+  pos?: number;
 }
 
 export interface WorkerRequest {
   seq: number;
-  op: 'seal' | 'open' | 'hash';
+  op: Op;
   input: SharedArrayBuffer;
   output: SharedArrayBuffer;
   items: WorkerItem[];
@@ -44,7 +50,7 @@ export interface WorkerReply {
   seq: number;
   input: SharedArrayBuffer;
   output: SharedArrayBuffer;
-  items: { off: number; len: number; error?: string }[];
+  items: { off: number; len: number; error?: string; io?: boolean }[];
 }
 
 interface Job {
@@ -52,13 +58,15 @@ interface Job {
   input: Uint8Array;
   raw: number;
   where: string;
+  to?: { fd: number; pos: number };
+  level?: number;
   /** Sees the output while its buffer is valid; what it returns resolves the job. */
   take: (b: Buffer) => unknown;
   resolve: (v: unknown) => void;
   reject: (e: Error) => void;
 }
 
-type Op = 'seal' | 'open' | 'hash';
+export type Op = 'seal' | 'open' | 'hash' | 'hashSeal';
 
 /** Inputs at least this large are hashed on a worker (smaller ones cost more to send than to hash). */
 const HASH_ON_WORKER = 16 << 10;
@@ -95,6 +103,7 @@ function startWorker(workerData: unknown): Worker {
 
 function outSize(op: Op, j: Job): number {
   if (op === 'hash') return ID_BYTES;
+  if (op === 'hashSeal') return ID_BYTES + j.input.length + ENVELOPE_OVERHEAD;
   return op === 'seal' ? j.input.length + ENVELOPE_OVERHEAD : j.raw;
 }
 
@@ -102,8 +111,8 @@ export class CodecPool {
   private readonly workers: { w: Worker; busy: number }[] = [];
   private readonly waiting = new Map<number, { op: Op; jobs: Job[] }>();
   private seq = 0;
-  private queue: Record<Op, Job[]> = { seal: [], open: [], hash: [] };
-  private queuedBytes: Record<Op, number> = { seal: 0, open: 0, hash: 0 };
+  private queue: Record<Op, Job[]> = { seal: [], open: [], hash: [], hashSeal: [] };
+  private queuedBytes: Record<Op, number> = { seal: 0, open: 0, hash: 0, hashSeal: 0 };
   private flushScheduled = false;
   private local?: Zstd;
   private localOut = Buffer.alloc(0);
@@ -126,20 +135,23 @@ export class CodecPool {
   }
 
 
-  /** Seals `plain`; `consume` must copy what it needs from the sealed bytes before returning. */
-  seal<T>(id: Buffer, plain: Uint8Array, consume: (sealed: Buffer) => T): Promise<T> {
+  /**
+   * Seals `plain` (compressed at `level`, default the pool's); `consume` must copy what it
+   * needs from the sealed bytes before returning.
+   */
+  seal<T>(id: Buffer, plain: Uint8Array, consume: (sealed: Buffer) => T, level?: number): Promise<T> {
     if (!this.workers.length) {
       this.local ??= new Zstd(this.level);
       // consume() copies synchronously, so one scratch buffer serves every call.
       if (this.localOut.length < plain.length + ENVELOPE_OVERHEAD) this.localOut = Buffer.allocUnsafeSlow(plain.length + ENVELOPE_OVERHEAD);
-      const n = sealInto(this.local, this.key.enc, id, plain, this.localOut, 0);
+      const n = sealInto(this.local, this.key.enc, id, plain, this.localOut, 0, level);
       try {
         return Promise.resolve(consume(this.localOut.subarray(0, n)));
       } catch (e) {
         return Promise.reject(e);
       }
     }
-    return this.enqueue('seal', id, plain, plain.length, '', consume as (b: Buffer) => unknown) as Promise<T>;
+    return this.enqueue('seal', id, plain, plain.length, '', consume as (b: Buffer) => unknown, undefined, level) as Promise<T>;
   }
 
   /**
@@ -151,24 +163,60 @@ export class CodecPool {
     return this.enqueue('hash', NO_ID, plain, 0, '', (b) => Buffer.from(b)) as Promise<Buffer>;
   }
 
-  open(id: Buffer, sealed: Uint8Array, rawLength: number, where: string): Promise<Buffer> {
-    return this.openWith(id, sealed, rawLength, where, (b) => Buffer.from(b));
-  }
-
   /**
-   * Opens a sealed blob and hands the plaintext to `consume` while the recycled buffer
-   * holding it is valid (e.g. to write it to a file at once, with no copy in between).
+   * Hashes and seals `plain` in one trip to a worker, for data that is most likely new (a
+   * file the parent snapshot did not have): the bytes are copied and sent once instead of
+   * twice. `consume` sees the id and the sealed bytes while the buffer holding them is
+   * valid and decides there whether to keep them (a duplicate is simply dropped).
    */
-  openWith<T>(id: Buffer, sealed: Uint8Array, rawLength: number, where: string, consume: (plain: Buffer) => T): Promise<T> {
+  hashSeal<T>(plain: Uint8Array, consume: (id: Buffer, sealed: Buffer) => T, level?: number): Promise<T> {
+    const split = (b: Buffer) => consume(Buffer.from(b.subarray(0, ID_BYTES)), b.subarray(ID_BYTES));
     if (!this.workers.length) {
       this.local ??= new Zstd(this.level);
+      const need = ID_BYTES + plain.length + ENVELOPE_OVERHEAD;
+      if (this.localOut.length < need) this.localOut = Buffer.allocUnsafeSlow(need);
+      blobId(this.key.mac, plain as Buffer).copy(this.localOut, 0);
+      const n = sealInto(this.local, this.key.enc, this.localOut.subarray(0, ID_BYTES), plain, this.localOut, ID_BYTES, level);
       try {
-        return Promise.resolve(consume(openEnvelope(this.local, this.key.enc, this.key.mac, id, sealed, rawLength, where)));
+        return Promise.resolve(split(this.localOut.subarray(0, ID_BYTES + n)));
       } catch (e) {
         return Promise.reject(e);
       }
     }
-    return this.enqueue('open', id, sealed, rawLength, where, consume as (b: Buffer) => unknown) as Promise<T>;
+    return this.enqueue('hashSeal', NO_ID, plain, plain.length, '', split as (b: Buffer) => unknown, undefined, level) as Promise<T>;
+  }
+
+  open(id: Buffer, sealed: Uint8Array, rawLength: number, where: string): Promise<Buffer> {
+    if (!this.workers.length) {
+      this.local ??= new Zstd(this.level);
+      try {
+        return Promise.resolve(Buffer.from(openEnvelope(this.local, this.key.enc, this.key.mac, id, sealed, rawLength, where)));
+      } catch (e) {
+        return Promise.reject(e);
+      }
+    }
+    return this.enqueue('open', id, sealed, rawLength, where, (b) => Buffer.from(b)) as Promise<Buffer>;
+  }
+
+  /**
+   * Opens a sealed blob and writes the plaintext to `fd` at `position`. The write happens
+   * on the worker, straight from its output buffer: adjacent blobs of one batch go to the
+   * file in one call, and the main thread makes no write calls at all (a restore of 64 KiB
+   * page chunks otherwise spent most of its time in one pwrite per chunk on the main thread).
+   * Resolves with the number of bytes written; `fd` must stay open until then.
+   */
+  openTo(id: Buffer, sealed: Uint8Array, rawLength: number, where: string, fd: number, position: number): Promise<number> {
+    if (!this.workers.length) {
+      this.local ??= new Zstd(this.level);
+      try {
+        const plain = openEnvelope(this.local, this.key.enc, this.key.mac, id, sealed, rawLength, where);
+        writeFully(fd, plain, 0, plain.length, position);
+        return Promise.resolve(plain.length);
+      } catch (e) {
+        return Promise.reject(e);
+      }
+    }
+    return this.enqueue('open', id, sealed, rawLength, where, (b) => b.length, { fd, pos: position }) as Promise<number>;
   }
 
   async close(): Promise<void> {
@@ -176,19 +224,17 @@ export class CodecPool {
     this.workers.length = 0;
   }
 
-  private enqueue(op: Op, id: Buffer, input: Uint8Array, raw: number, where: string, take: (b: Buffer) => unknown): Promise<unknown> {
+  private enqueue(op: Op, id: Buffer, input: Uint8Array, raw: number, where: string, take: (b: Buffer) => unknown, to?: Job['to'], level?: number): Promise<unknown> {
     if (this.failed) return Promise.reject(this.failed);
     return new Promise((resolve, reject) => {
-      this.queue[op].push({ id, input, raw, where, take, resolve, reject });
+      this.queue[op].push({ id, input, raw, where, take, resolve, reject, ...(to ? { to } : {}), ...(level !== undefined ? { level } : {}) });
       this.queuedBytes[op] += input.length;
       if (this.queuedBytes[op] >= BATCH_BYTES) this.flush(op);
       else if (!this.flushScheduled) {
         this.flushScheduled = true;
         setImmediate(() => {
           this.flushScheduled = false;
-          this.flush('hash');
-          this.flush('seal');
-          this.flush('open');
+          this.flushAll();
         });
       }
     });
@@ -236,7 +282,7 @@ export class CodecPool {
       const idOff = at;
       at += 32;
       view.set(j.input, at);
-      const it = { off: at, len: j.input.length, idOff, raw: j.raw, where: j.where };
+      const it: WorkerItem = { off: at, len: j.input.length, idOff, raw: j.raw, where: j.where, ...(j.to ? { fd: j.to.fd, pos: j.to.pos } : {}), ...(j.level !== undefined ? { level: j.level } : {}) };
       at += j.input.length;
       return it;
     });
@@ -255,7 +301,7 @@ export class CodecPool {
     const out = Buffer.from(m.output);
     entry.jobs.forEach((j, i) => {
       const r = m.items[i];
-      if (r.error) j.reject(new IntegrityError(r.error));
+      if (r.error) j.reject(r.io ? new FerryError(r.error) : new IntegrityError(r.error));
       else {
         try {
           j.resolve(j.take(out.subarray(r.off, r.off + r.len)));
@@ -266,7 +312,12 @@ export class CodecPool {
     });
     this.recycle(m.input);
     this.recycle(m.output);
+    this.flushAll();
+  }
+
+  private flushAll(): void {
     this.flush('hash');
+    this.flush('hashSeal');
     this.flush('seal');
     this.flush('open');
   }

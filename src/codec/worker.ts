@@ -12,6 +12,7 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { Zstd } from './compress.ts';
 import { OpenScratch, openInto, sealInto } from './envelope.ts';
 import type { WorkerReply, WorkerRequest } from './pool.ts';
+import { writeFully } from './write.ts';
 
 const { enc, mac, level } = workerData as { enc: Uint8Array; mac: Uint8Array; level: number };
 const z = new Zstd(level);
@@ -42,8 +43,16 @@ parentPort!.on('message', (req: WorkerRequest) => {
         at += 32;
         return r;
       }
+      if (req.op === 'hashSeal') {
+        const id = out.subarray(at, at + 32);
+        createHmac('sha256', mac).update(src).digest().copy(id);
+        const n = sealInto(z, enc, id, src, out, at + 32, it.level);
+        const r = { off: at, len: 32 + n };
+        at += 32 + n;
+        return r;
+      }
       if (req.op === 'seal') {
-        const n = sealInto(z, enc, id, src, out, at);
+        const n = sealInto(z, enc, id, src, out, at, it.level);
         const r = { off: at, len: n };
         at += n;
         return r;
@@ -56,6 +65,7 @@ parentPort!.on('message', (req: WorkerRequest) => {
       return { off: 0, len: 0, error: (e as Error).message };
     }
   });
+  if (req.op === 'open') writeOut(req, items, out);
   const reply: WorkerReply = { seq: req.seq, input: req.input, output: req.output, items };
   parentPort!.postMessage(reply);
   sinceCollect += at;
@@ -64,3 +74,31 @@ parentPort!.on('message', (req: WorkerRequest) => {
     collect?.({ type: 'minor' });
   }
 });
+
+/**
+ * Writes opened blobs that name a file descriptor. Outputs lie back to back in the slab, so
+ * a run of items for one file at adjacent positions is one write call.
+ */
+function writeOut(req: WorkerRequest, items: WorkerReply['items'], out: Buffer): void {
+  for (let i = 0; i < items.length; ) {
+    const it = req.items[i];
+    if (it.fd === undefined || it.pos === undefined || items[i].error) {
+      i++;
+      continue;
+    }
+    let j = i + 1;
+    let end = items[i].off + items[i].len;
+    let pos = it.pos + items[i].len;
+    while (j < items.length && req.items[j].fd === it.fd && req.items[j].pos === pos && !items[j].error && items[j].off === end) {
+      end += items[j].len;
+      pos += items[j].len;
+      j++;
+    }
+    try {
+      writeFully(it.fd, out, items[i].off, end - items[i].off, it.pos);
+    } catch (e) {
+      for (let k = i; k < j; k++) items[k] = { off: 0, len: 0, error: `cannot write: ${(e as Error).message}`, io: true };
+    }
+    i = j;
+  }
+}

@@ -33,6 +33,8 @@ export interface PgSnapshotOptions {
   pgdata?: string;
   conninfo?: string;
   fingerprint?: boolean;
+  /** zstd level for the snapshot's blobs (default PG_COMPRESSION_LEVEL). */
+  compressionLevel?: number;
   /** Check that the WAL making the snapshot consistent reached this repository (default true). */
   archiveCheck?: boolean;
   /** How long to wait for that WAL to show up, ms. */
@@ -41,6 +43,13 @@ export interface PgSnapshotOptions {
 }
 
 export const DEFAULT_PG_ASSET = 'postgres';
+/**
+ * Data pages compress as well or better at zstd level 1 than at 3 (measured on pgbench
+ * heap and index pages: 25.5 against 29.5 MB per GiB; a table of random text, uuid,
+ * numeric and jsonb: 2.6% larger) at about twice the speed, so that is the default here
+ * whatever the repository's level (which other kinds use).
+ */
+export const PG_COMPRESSION_LEVEL = 1;
 
 interface Server {
   version: number;
@@ -188,6 +197,7 @@ export async function takePgSnapshot(repo: Repository, opts: PgSnapshotOptions =
         return m as unknown as Record<string, unknown>;
       },
       onProgress: opts.onProgress,
+      saver: { compressionLevel: opts.compressionLevel ?? PG_COMPRESSION_LEVEL },
     });
     return { ...result, meta: result.manifest.meta as unknown as PgSnapshotMeta };
   } finally {

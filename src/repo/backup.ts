@@ -171,7 +171,7 @@ export async function backupTree(repo: Repository, opts: BackupOptions): Promise
         if (prev.extra) node.extra = prev.extra;
         filesUnchanged++;
       } else {
-        await storeFile(saver, opts, node, pool, absOf.get(node) ?? join(opts.root, node.path));
+        await storeFile(saver, opts, node, pool, absOf.get(node) ?? join(opts.root, node.path), !prev);
         filesRead++;
       }
       progress.filesDone++;
@@ -223,8 +223,8 @@ async function storeBuffer(saver: BlobSaver, node: TreeNode, data: Buffer, chunk
   node.size = data.length;
 }
 
-/** Reads one file in slices, chunks it and saves every chunk; fills node.blobs. */
-async function storeFile(saver: BlobSaver, opts: BackupOptions, node: TreeNode, pool: BufferPool, abs: string): Promise<void> {
+/** Reads one file in slices, chunks it and saves every chunk; fills node.blobs. `fresh`: the parent snapshot did not have it. */
+async function storeFile(saver: BlobSaver, opts: BackupOptions, node: TreeNode, pool: BufferPool, abs: string, fresh: boolean): Promise<void> {
   const chunker = opts.chunkerFor?.(node) ?? saver.repository.newChunker();
   const saves: Promise<string>[] = [];
   const lengths: number[] = [];
@@ -234,7 +234,7 @@ async function storeFile(saver: BlobSaver, opts: BackupOptions, node: TreeNode, 
       opts.inspect?.(node, offset, c);
       offset += c.length;
       lengths.push(c.length);
-      saves.push(saver.save('data', c));
+      saves.push(saver.save('data', c, fresh));
     }
   };
   let fh;

@@ -10,7 +10,7 @@
 import { lstat, mkdir, open, readdir, rm, symlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execFile } from 'node:child_process';
-import { chmodSync, chownSync, lchownSync, lutimesSync, utimesSync, writeSync } from 'node:fs';
+import { chmodSync, chownSync, lchownSync, lutimesSync, utimesSync } from 'node:fs';
 import { blobId } from '../codec/hash.ts';
 import { mapLimit } from '../util/concurrency.ts';
 import { FerryError, IntegrityError } from '../util/errors.ts';
@@ -236,7 +236,6 @@ async function restoreFile(repo: Repository, node: TreeNode, path: string, delta
   let written = 0;
   try {
     const groups = groupRanges(pieces);
-    // Each blob is written at its offset straight from the codec's buffer (no copy), as soon as it is opened.
     const fd = fh.fd;
     const fetchGroup = async (g: Piece[]) => {
       const first = g[0];
@@ -253,14 +252,13 @@ async function restoreFile(repo: Repository, node: TreeNode, path: string, delta
         g.map(async (p) => {
           const rel = p.loc.offset - first.loc.offset;
           try {
-            await repo.codec.openWith(Buffer.from(p.id, 'hex'), buf.subarray(rel, rel + p.loc.length), p.loc.rawLength, where, (plain) => {
-              let at = 0;
-              while (at < plain.length) at += writeSync(fd, plain, at, plain.length - at, p.fileOffset + at);
-              written += plain.length;
-              progress.bytesDone += plain.length;
-            });
+            // Opened and written to the file on a worker (adjacent blobs in one write).
+            const n = await repo.codec.openTo(Buffer.from(p.id, 'hex'), buf.subarray(rel, rel + p.loc.length), p.loc.rawLength, where, fd, p.fileOffset);
+            written += n;
+            progress.bytesDone += n;
           } catch (e) {
-            throw new IntegrityError(`cannot restore ${node.path} at offset ${p.fileOffset}: ${(e as Error).message}`, { cause: e });
+            const Err = e instanceof IntegrityError ? IntegrityError : FerryError;
+            throw new Err(`cannot restore ${node.path} at offset ${p.fileOffset}: ${(e as Error).message}`, { cause: e });
           }
         }),
       );

@@ -16,6 +16,9 @@ import type { IndexFile, IndexedPack } from './index.ts';
 import { PackBuilder, packKey } from './pack.ts';
 import type { Repository } from './repository.ts';
 
+/** Smaller blobs are hashed on the calling thread first (the trip costs more than a wasted seal saves). */
+const HASH_SEAL_MIN = 16 << 10;
+
 export interface SaverStats {
   newBlobs: number;
   dedupedBlobs: number;
@@ -33,6 +36,8 @@ export interface SaverOptions {
   inFlightBytes?: number;
   /** Write an index file after this many packs, so a crash keeps dedup progress. */
   indexEvery?: number;
+  /** zstd level for the blobs of this saver (default: the repository's). */
+  compressionLevel?: number;
 }
 
 export class BlobSaver {
@@ -49,6 +54,11 @@ export class BlobSaver {
   private error: unknown;
   private readonly indexEvery: number;
   private readonly packBuffers: BufferPool;
+  private readonly level?: number;
+  /** Whether `fresh` data is still hashed and sealed in one trip (see save). */
+  private guessing = true;
+  private guesses = 0;
+  private wrongGuesses = 0;
 
   constructor(
     private readonly repo: Repository,
@@ -60,6 +70,7 @@ export class BlobSaver {
     this.uploadLimit = opts.uploads ?? (repo.storage.capabilities.remote ? 3 : 1);
     this.uploadSlots = new Semaphore(this.uploadLimit);
     this.indexEvery = opts.indexEvery ?? 32;
+    this.level = opts.compressionLevel;
     // A pack never grows past its target by more than one largest chunk: no reallocation.
     this.packBuffers = new BufferPool(this.repo.config.packSize + Math.max(this.repo.config.chunker.max, 1 << 20) + (64 << 10), this.uploadLimit + 1);
     this.builder = this.newBuilder();
@@ -74,9 +85,56 @@ export class BlobSaver {
     return this.repo;
   }
 
-  /** Stores `plain` as a blob unless the repository has it already. Returns its id (hex). */
-  async save(type: BlobType, plain: Buffer): Promise<string> {
+  /**
+   * Stores `plain` as a blob unless the repository has it already. Returns its id (hex).
+   * `fresh`: the data is most likely new (a file the parent snapshot did not have), so it
+   * is hashed and sealed in one trip to a worker and dropped there if it was a duplicate
+   * after all. When more than a quarter of such guesses turn out duplicates (a tree copied
+   * within itself), the saver stops guessing for the rest of the run.
+   */
+  async save(type: BlobType, plain: Buffer, fresh = false): Promise<string> {
+    if (fresh && this.guessing && plain.length >= HASH_SEAL_MIN) return this.storeFresh(type, plain);
     return this.store(type, plain, false);
+  }
+
+  private async storeFresh(type: BlobType, plain: Buffer): Promise<string> {
+    this.throwIfFailed();
+    await this.backpressure();
+    await this.inFlight.acquire(plain.length);
+    let r: { id: string; added: boolean };
+    try {
+      r = await this.repo.codec.hashSeal(
+        plain,
+        (idBuf, sealed) => {
+          const id = idBuf.toString('hex');
+          if (this.pending.has(id) || this.repo.index.has(id)) return { id, added: false };
+          this.pending.add(id);
+          this.builder.add(type, idBuf, [sealed], plain.length);
+          return { id, added: true };
+        },
+        this.level,
+      );
+    } finally {
+      this.inFlight.release(plain.length);
+    }
+    this.guesses++;
+    if (!r.added) {
+      this.stats.dedupedBlobs++;
+      if (++this.wrongGuesses * 4 > this.guesses && this.guesses >= 64) this.guessing = false;
+      return r.id;
+    }
+    this.stats.newBlobs++;
+    this.stats.newBytes += plain.length;
+    if (this.builder.size >= this.repo.config.packSize) await this.startUpload();
+    return r.id;
+  }
+
+  /**
+   * While every upload slot is busy, do not fill the next pack past most of its target, so
+   * finished packs never pile up in memory waiting to be uploaded.
+   */
+  private async backpressure(): Promise<void> {
+    while (this.inflight.size >= this.uploadLimit && this.builder.size >= this.repo.config.packSize * 0.75) await Promise.race(this.inflight);
   }
 
   /** Stores a blob even if the index has it (prune's repack). */
@@ -94,13 +152,11 @@ export class BlobSaver {
       return id;
     }
     this.pending.add(id);
-    // Backpressure: while every upload slot is busy, do not fill the next pack past most of its
-    // target, so finished packs never pile up in memory waiting to be uploaded.
-    while (this.inflight.size >= this.uploadLimit && this.builder.size >= this.repo.config.packSize * 0.75) await Promise.race(this.inflight);
+    await this.backpressure();
     await this.inFlight.acquire(plain.length);
     try {
       // Copied into the current pack while the codec's buffer is valid.
-      await this.repo.codec.seal(idBuf, plain, (sealed) => this.builder.add(type, idBuf, [sealed], plain.length));
+      await this.repo.codec.seal(idBuf, plain, (sealed) => this.builder.add(type, idBuf, [sealed], plain.length), this.level);
     } finally {
       this.inFlight.release(plain.length);
     }

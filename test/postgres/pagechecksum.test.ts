@@ -6,7 +6,41 @@ import { join } from 'node:path';
 import { startCluster } from '../harness/pg.ts';
 import { ferryOk } from '../harness/cli.ts';
 import { makeTempDir } from '../harness/tmp.ts';
-import { badPages } from '../../src/postgres/pagechecksum.ts';
+import { randomBytes } from 'node:crypto';
+import { spawnSync } from 'node:child_process';
+import { badPages, pageChecksum } from '../../src/postgres/pagechecksum.ts';
+
+/** checksum_impl.h's algorithm in plain scalar code: the reference the WebAssembly SIMD version must equal. */
+const BASE = [
+  0x5b1f36e9, 0xb8525960, 0x02ab50aa, 0x1de66d2a, 0x79ff467a, 0x9bb9f8a3, 0x217e7cd2, 0x83e13d2c, 0xf8d4474f, 0xe39eb970, 0x42c6ae16, 0x993216fa, 0x7b093b5d, 0x98daff3c, 0xf718902a, 0x0b1c9cdb,
+  0xe58f764b, 0x187636bc, 0x5d7b3bb1, 0xe73de7de, 0x92bec979, 0xcca6c0b2, 0x304a0979, 0x85aa43d4, 0x783125bb, 0x6ca8eaa2, 0xe407eac6, 0x4b5cfc3e, 0x9fbf8c76, 0x15ca20be, 0xf2ca9fd3, 0x959bd756,
+];
+function referenceChecksum(page: Buffer, blkno: number): number {
+  const p = Buffer.from(page);
+  p.writeUInt16LE(0, 8); // pd_checksum counts as zero
+  const comp = (sum: number, value: number) => {
+    const t = (sum ^ value) >>> 0;
+    return (Math.imul(t, 16777619) ^ (t >>> 17)) >>> 0;
+  };
+  const sums = BASE.slice();
+  for (let i = 0; i < 8192 / 128; i++) for (let j = 0; j < 32; j++) sums[j] = comp(sums[j], p.readUInt32LE(i * 128 + j * 4));
+  let result = 0;
+  for (let j = 0; j < 32; j++) result ^= comp(comp(sums[j], 0), 0);
+  return (((result ^ blkno) >>> 0) % 65535) + 1;
+}
+
+it('the committed WebAssembly module is the one its .wat source assembles to', () => {
+  const r = spawnSync(process.execPath, [join(import.meta.dirname, '..', '..', 'scripts', 'build-wasm.mjs'), '--check'], { encoding: 'utf8' });
+  assert.equal(r.status, 0, r.stderr);
+});
+
+it('the SIMD page checksum equals the scalar reference, for any page and block number', () => {
+  for (let i = 0; i < 300; i++) {
+    const page = randomBytes(8192);
+    const blkno = i < 100 ? i : i < 200 ? 131072 * (i - 99) + i : Math.floor(Math.random() * 0xffffffff);
+    assert.equal(pageChecksum(page, blkno), referenceChecksum(page, blkno), `page ${i}, block ${blkno}`);
+  }
+});
 
 it('validates every page PostgreSQL 15 wrote, and names a corrupted block', async () => {
   const c = await startCluster({ initdbArgs: ['--data-checksums'] });
