@@ -32,6 +32,16 @@ export function relationSegment(rel: string): number | undefined {
   return m[2] ? Number(m[2]) : 0;
 }
 
+/**
+ * True for a relation's main fork (its table or index pages, every change to which is
+ * WAL-logged and stamps the page's LSN); false for the free space map (not WAL-logged),
+ * the visibility map and init forks, and for anything not a relation file.
+ */
+export function isMainFork(rel: string): boolean {
+  const m = RELATION.exec(rel);
+  return !!m && !/_(?:fsm|vm|init)(?:\.\d+)?$/.test(rel);
+}
+
 /** True for relation forks that hold checksummed pages (main, fsm, vm, init). */
 export function isRelationFile(rel: string): boolean {
   return RELATION.test(rel);

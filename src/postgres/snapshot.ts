@@ -4,8 +4,9 @@
  *
  *   1. pg_backup_start (pg_start_backup on 13-14) on a session held open to the end
  *   2. the data directory (and tablespaces) through the tree engine: fixed 64 KiB
- *      chunks for relation files, files unchanged since the parent skipped, pages
- *      validated against their checksums
+ *      chunks for relation files, files unchanged since the parent skipped, chunks
+ *      whose pages all predate the parent's start taken from the parent unhashed,
+ *      pages validated against their checksums
  *   3. pg_backup_stop(wait_for_archive => false), then, side by side: Ferry waits
  *      until the WAL that makes the backup consistent is in this repository, and
  *      takes the data fingerprint (row counts and checksums, see fingerprint.ts)
@@ -21,9 +22,9 @@ import type { Repository } from '../repo/repository.ts';
 import { ConfigError, PostgresError } from '../util/errors.ts';
 import { connect, queryOne } from './connect.ts';
 import { fingerprintCluster } from './fingerprint.ts';
-import { chunkerFor, excludeFromSnapshot, isRelationFile, relationSegment } from './layout.ts';
+import { chunkerFor, excludeFromSnapshot, isMainFork, isRelationFile, relationSegment } from './layout.ts';
 import type { PgSnapshotMeta } from './meta.ts';
-import { BLCKSZ, RELSEG_PAGES, badPages } from './pagechecksum.ts';
+import { BLCKSZ, RELSEG_PAGES, badPages, pagesOlderThan } from './pagechecksum.ts';
 import { lsnSegno, parseLsn, segmentName, walKey } from './walname.ts';
 
 export interface PgSnapshotOptions {
@@ -121,6 +122,14 @@ export async function takePgSnapshot(repo: Repository, opts: PgSnapshotOptions =
     }
 
     const parent = (await listSnapshots(repo, { kind: 'postgres', asset })).filter((s) => (s.manifest.meta as unknown as PgSnapshotMeta | undefined)?.systemIdentifier === srv.systemIdentifier).at(-1);
+    // Chunks of a relation's main fork whose pages are all older than the parent's start LSN
+    // are the parent's (pg_probackup's DELTA mode does the same): every WAL-logged change
+    // stamps the page with an LSN at or after the checkpoint it follows, and a page that
+    // changed since the parent started has one at or after that start. Only on the parent's
+    // timeline and after its stop: a cluster that went back in time (a restore) writes
+    // pages with LSNs below the parent's again.
+    const pm = parent?.manifest.meta as unknown as PgSnapshotMeta | undefined;
+    const olderThan = pm && pm.timeline === timeline && parseLsn(pm.stopLsn) <= startLsn ? parseLsn(pm.startLsn) : undefined;
     const checksumFailures: { file: string; block: number }[] = [];
     const suspects: { node: TreeNode; block: number }[] = [];
     const pathOf = (rel: string) => {
@@ -145,6 +154,7 @@ export async function takePgSnapshot(repo: Repository, opts: PgSnapshotOptions =
             for (const block of badPages(chunk, offset, relationSegment(node.path) ?? 0, startLsn)) suspects.push({ node, block });
           }
         : undefined,
+      unchanged: olderThan !== undefined ? (node, offset, chunk) => offset % BLCKSZ === 0 && isMainFork(node.path) && pagesOlderThan(chunk, olderThan) : undefined,
       extraFiles: async () => {
         // A page that fails may have been read while PostgreSQL was writing it (a torn read):
         // read it again; only a page that still fails (and was not rewritten since the

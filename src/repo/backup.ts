@@ -48,6 +48,13 @@ export interface BackupOptions {
   exclude?: (relPath: string, isDir: boolean) => boolean;
   /** Called for every file's chunks before they are saved (e.g. page checksum validation). */
   inspect?: (node: TreeNode, offset: number, chunk: Buffer) => void;
+  /**
+   * For a file read again whose parent copy has a chunk of the same length at the same
+   * offset: true when the chunk is certainly unchanged since the parent snapshot, so the
+   * parent's blob is reused without hashing or sealing (PostgreSQL: every page in it is
+   * older than the parent's start LSN).
+   */
+  unchanged?: (node: TreeNode, offset: number, chunk: Buffer) => boolean;
   /** Kind-specific metadata, computed after the files are stored. */
   meta?: () => Promise<Record<string, unknown>> | Record<string, unknown>;
   /** Extra nodes to add (e.g. backup_label written by PostgreSQL's backup stop). */
@@ -155,6 +162,7 @@ export async function backupTree(repo: Repository, opts: BackupOptions): Promise
   };
   let filesRead = 0;
   let filesUnchanged = 0;
+  let chunksReused = 0;
   const report = () => {
     progress.newBytes = saver.stats.newBytes;
     progress.storedBytes = saver.stats.storedBytes;
@@ -171,7 +179,7 @@ export async function backupTree(repo: Repository, opts: BackupOptions): Promise
         if (prev.extra) node.extra = prev.extra;
         filesUnchanged++;
       } else {
-        await storeFile(saver, opts, node, pool, absOf.get(node) ?? join(opts.root, node.path), !prev);
+        chunksReused += await storeFile(saver, opts, node, pool, absOf.get(node) ?? join(opts.root, node.path), prev);
         filesRead++;
       }
       progress.filesDone++;
@@ -203,6 +211,7 @@ export async function backupTree(repo: Repository, opts: BackupOptions): Promise
         bytes: progress.bytesTotal,
         filesRead,
         filesUnchanged,
+        ...(opts.unchanged ? { chunksReused } : {}),
       },
       ...(meta ? { meta } : {}),
     });
@@ -223,18 +232,33 @@ async function storeBuffer(saver: BlobSaver, node: TreeNode, data: Buffer, chunk
   node.size = data.length;
 }
 
-/** Reads one file in slices, chunks it and saves every chunk; fills node.blobs. `fresh`: the parent snapshot did not have it. */
-async function storeFile(saver: BlobSaver, opts: BackupOptions, node: TreeNode, pool: BufferPool, abs: string, fresh: boolean): Promise<void> {
+/**
+ * Reads one file in slices, chunks it and saves every chunk; fills node.blobs. `prev`: the
+ * parent snapshot's copy, if any. Returns how many chunks were reused from it unread.
+ */
+async function storeFile(saver: BlobSaver, opts: BackupOptions, node: TreeNode, pool: BufferPool, abs: string, prev: TreeNode | undefined): Promise<number> {
   const chunker = opts.chunkerFor?.(node) ?? saver.repository.newChunker();
   const saves: Promise<string>[] = [];
   const lengths: number[] = [];
   let offset = 0;
+  let reused = 0;
+  // The parent's chunk offsets, to find the chunk at the same place (only with `unchanged`).
+  const prevBlobs = opts.unchanged && prev?.blobs && prev.lengths?.length === prev.blobs.length ? prev.blobs : undefined;
+  const prevAt = new Map<number, number>();
+  if (prevBlobs) for (let i = 0, o = 0; i < prevBlobs.length; o += prev!.lengths![i], i++) prevAt.set(o, i);
+  const index = saver.repository.index;
   const take = (chunks: Buffer[]) => {
     for (const c of chunks) {
       opts.inspect?.(node, offset, c);
+      const i = prevAt.get(offset);
+      if (i !== undefined && prev!.lengths![i] === c.length && index.has(prevBlobs![i]) && opts.unchanged!(node, offset, c)) {
+        saves.push(Promise.resolve(prevBlobs![i]));
+        reused++;
+      } else {
+        saves.push(saver.save('data', c, !prev));
+      }
       offset += c.length;
       lengths.push(c.length);
-      saves.push(saver.save('data', c, fresh));
     }
   };
   let fh;
@@ -248,7 +272,7 @@ async function storeFile(saver: BlobSaver, opts: BackupOptions, node: TreeNode, 
       node.blobs = [];
       node.lengths = [];
       node.checksum = fileChecksum([]);
-      return;
+      return 0;
     }
     throw new StorageError(`cannot read ${abs}: ${err.message}`);
   }
@@ -306,4 +330,5 @@ async function storeFile(saver: BlobSaver, opts: BackupOptions, node: TreeNode, 
   node.blobs = ids;
   node.lengths = lengths;
   node.checksum = fileChecksum(ids);
+  return reused;
 }

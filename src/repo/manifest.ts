@@ -22,6 +22,8 @@ export interface SnapshotStats {
   filesRead: number;
   /** Files taken from the parent without reading. */
   filesUnchanged: number;
+  /** Chunks of files read again that were known unchanged (BackupOptions.unchanged) and taken from the parent without hashing. */
+  chunksReused?: number;
   newBlobs: number;
   /** Plaintext bytes of new blobs. */
   newBytes: number;
