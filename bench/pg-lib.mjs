@@ -35,9 +35,18 @@ export function chownPg(path) {
 }
 
 /** Environment for commands run as the postgres user: ours without PG* / FERRY_*, plus `extra`. */
+/**
+ * Node 20 reads NODE_EXTRA_CA_CERTS at every start, before any of Ferry's code runs: with the
+ * system bundle (this sandbox sets it for every process) that is about 40 ms per `ferry wal
+ * push`. A database host does not normally set it, so the clusters and tools run without it,
+ * unless `--keep-node-extra-ca-certs` (bench/pg.mjs) asks to measure with it.
+ */
+export const envOptions = { keepNodeExtraCaCerts: false };
+
 export function pgEnv(extra = {}) {
   const env = {};
   for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('PG') && !k.startsWith('FERRY_')) env[k] = v;
+  if (!envOptions.keepNodeExtraCaCerts) delete env.NODE_EXTRA_CA_CERTS;
   if (isRoot()) Object.assign(env, { HOME: PG_USER.home, USER: 'postgres', LOGNAME: 'postgres' });
   return { ...env, ...extra };
 }

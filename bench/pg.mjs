@@ -9,7 +9,7 @@ import { cpus } from 'node:os';
 import { join } from 'node:path';
 import { ROOT, MiB, ensureGnuTime, ferryCommand, fmtMiB, fmtRatio, fmtS, gitInfo, log, machineInfo, parseArgs, table, warmCache, writeResults } from './lib.mjs';
 import {
-  Cluster, chownPg, du, ensurePgbackrest, pgBinDir, pgEnv, pgbackrestConf, quantile, run, runSync, sleep, stopAllSync,
+  Cluster, chownPg, du, ensurePgbackrest, envOptions, pgBinDir, pgEnv, pgbackrestConf, quantile, run, runSync, sleep, stopAllSync,
   stopDataDirSync, trackDataDir, uptimeLine, waitForQuiet,
 } from './pg-lib.mjs';
 
@@ -32,6 +32,9 @@ Options:
   --pgbackrest-cipher also encrypt pgBackRest's repository (aes-256-cbc); Ferry always encrypts
   --ferry-no-fingerprint  run \`ferry pg snapshot --no-fingerprint\` (skips the row-count/checksum scan of
                       every table that pgBackRest does not do; default: Ferry's defaults)
+  --keep-node-extra-ca-certs  leave NODE_EXTRA_CA_CERTS in the environment of the clusters and tools
+                      (Node 20 reads it at every start: ~40 ms per \`ferry wal push\`; default: removed,
+                      as on a database host that does not set it)
   --max-load-wait S   wait up to S seconds at the start for the load average to drop below 1.5 (default 180)
   --use-dist          run the existing dist/ build (bin/ferry) instead of bundling src/ privately
   --keep              keep the work directory under /tmp (clusters are stopped anyway)
@@ -39,7 +42,7 @@ Options:
 `;
 
 const o = parseArgs(
-  { scale: 50, scales: '', randomMb: 300, walSegments: 100, pitrWalMb: 256, pgbackrestFirst: false, pgbackrestCipher: false, ferryNoFingerprint: false, maxLoadWait: 180, useDist: false, keep: false },
+  { scale: 50, scales: '', randomMb: 300, walSegments: 100, pitrWalMb: 256, pgbackrestFirst: false, pgbackrestCipher: false, ferryNoFingerprint: false, keepNodeExtraCaCerts: false, maxLoadWait: 180, useDist: false, keep: false },
   USAGE,
 );
 const scales = (o.scales ? o.scales.split(',') : [String(o.scale)]).map((s) => {
@@ -51,6 +54,7 @@ const scales = (o.scales ? o.scales.split(',') : [String(o.scale)]).map((s) => {
   return n;
 });
 o.walSegments = Math.round(o.walSegments);
+envOptions.keepNodeExtraCaCerts = o.keepNodeExtraCaCerts;
 
 const GOALS = {
   full: { max: 0.7, text: '<= 0.70' },
