@@ -19,7 +19,7 @@
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { FerryError, IntegrityError } from '../util/errors.ts';
-import { writeFully } from './write.ts';
+import { ALIGN, writeRun } from './write.ts';
 import { Zstd } from './compress.ts';
 import { ENVELOPE_OVERHEAD, openEnvelope, sealInto } from './envelope.ts';
 import type { MasterKey } from './keys.ts';
@@ -36,6 +36,8 @@ export interface WorkerItem {
   /** `open` only: write the plaintext to this file descriptor at `pos` (the worker coalesces adjacent writes). */
   fd?: number;
   pos?: number;
+  /** With `fd`: the same file opened with O_DIRECT, for the whole pages of large writes (codec/write.ts). */
+  dfd?: number;
 }
 
 export interface WorkerRequest {
@@ -58,7 +60,7 @@ interface Job {
   input: Uint8Array;
   raw: number;
   where: string;
-  to?: { fd: number; pos: number };
+  to?: { fd: number; pos: number; dfd?: number };
   level?: number;
   /** Sees the output while its buffer is valid; what it returns resolves the job. */
   take: (b: Buffer) => unknown;
@@ -101,9 +103,19 @@ function startWorker(workerData: unknown): Worker {
   return new Worker(boot, { eval: true, workerData, resourceLimits });
 }
 
+/**
+ * A shared buffer whose first byte is page-aligned: a shared WebAssembly memory (mapped on
+ * its own), so plaintexts laid out aligned in it can be written with O_DIRECT (codec/write.ts).
+ */
+function alignedShared(n: number): SharedArrayBuffer {
+  const pages = Math.ceil(n / 65536);
+  return new WebAssembly.Memory({ initial: pages, maximum: pages, shared: true }).buffer as unknown as SharedArrayBuffer;
+}
+
 function outSize(op: Op, j: Job): number {
   if (op === 'hash') return ID_BYTES;
   if (op === 'hashSeal') return ID_BYTES + j.input.length + ENVELOPE_OVERHEAD;
+  if (op === 'open' && j.to?.dfd !== undefined) return j.raw + ALIGN; // room to align it (codec/write.ts)
   return op === 'seal' ? j.input.length + ENVELOPE_OVERHEAD : j.raw;
 }
 
@@ -203,20 +215,24 @@ export class CodecPool {
    * on the worker, straight from its output buffer: adjacent blobs of one batch go to the
    * file in one call, and the main thread makes no write calls at all (a restore of 64 KiB
    * page chunks otherwise spent most of its time in one pwrite per chunk on the main thread).
-   * Resolves with the number of bytes written; `fd` must stay open until then.
+   * Resolves with the number of bytes written; `fd` must stay open until then. `directFd`:
+   * the same file opened with O_DIRECT, used for whole pages of large runs (codec/write.ts).
    */
-  openTo(id: Buffer, sealed: Uint8Array, rawLength: number, where: string, fd: number, position: number): Promise<number> {
+  openTo(id: Buffer, sealed: Uint8Array, rawLength: number, where: string, fd: number, position: number, directFd?: number): Promise<number> {
     if (!this.workers.length) {
       this.local ??= new Zstd(this.level);
       try {
         const plain = openEnvelope(this.local, this.key.enc, this.key.mac, id, sealed, rawLength, where);
-        writeFully(fd, plain, 0, plain.length, position);
-        return Promise.resolve(plain.length);
+        // On this thread the plaintext is not laid out aligned: the page cache only.
+        return writeRun(fd, undefined, plain, 0, plain.length, position).then(
+          () => plain.length,
+          (e: Error) => Promise.reject(new FerryError(`cannot write: ${e.message}`)),
+        );
       } catch (e) {
         return Promise.reject(e);
       }
     }
-    return this.enqueue('open', id, sealed, rawLength, where, (b) => b.length, { fd, pos: position }) as Promise<number>;
+    return this.enqueue('open', id, sealed, rawLength, where, (b) => b.length, { fd, pos: position, ...(directFd !== undefined ? { dfd: directFd } : {}) }) as Promise<number>;
   }
 
   async close(): Promise<void> {
@@ -241,8 +257,8 @@ export class CodecPool {
   }
 
   private slab(n: number): SharedArrayBuffer {
-    if (n > SLAB) return new SharedArrayBuffer(n);
-    return this.slabs.pop() ?? new SharedArrayBuffer(SLAB);
+    if (n > SLAB) return alignedShared(n);
+    return this.slabs.pop() ?? alignedShared(SLAB);
   }
 
   private recycle(b: SharedArrayBuffer): void {
@@ -282,7 +298,7 @@ export class CodecPool {
       const idOff = at;
       at += 32;
       view.set(j.input, at);
-      const it: WorkerItem = { off: at, len: j.input.length, idOff, raw: j.raw, where: j.where, ...(j.to ? { fd: j.to.fd, pos: j.to.pos } : {}), ...(j.level !== undefined ? { level: j.level } : {}) };
+      const it: WorkerItem = { off: at, len: j.input.length, idOff, raw: j.raw, where: j.where, ...(j.to ? { fd: j.to.fd, pos: j.to.pos, ...(j.to.dfd !== undefined ? { dfd: j.to.dfd } : {}) } : {}), ...(j.level !== undefined ? { level: j.level } : {}) };
       at += j.input.length;
       return it;
     });

@@ -12,7 +12,7 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { Zstd } from './compress.ts';
 import { OpenScratch, openInto, sealInto } from './envelope.ts';
 import type { WorkerReply, WorkerRequest } from './pool.ts';
-import { writeFully } from './write.ts';
+import { alignedAt, writeRun } from './write.ts';
 
 const { enc, mac, level } = workerData as { enc: Uint8Array; mac: Uint8Array; level: number };
 const z = new Zstd(level);
@@ -29,7 +29,9 @@ const collect = runInNewContext('gc') as ((o: { type: 'minor' | 'major' }) => vo
 const COLLECT_EVERY = 8 << 20;
 let sinceCollect = 0;
 
-parentPort!.on('message', (req: WorkerRequest) => {
+parentPort!.on('message', (req: WorkerRequest) => void handle(req));
+
+async function handle(req: WorkerRequest): Promise<void> {
   const input = Buffer.from(req.input);
   const out = Buffer.from(req.output);
   let at = 0;
@@ -57,6 +59,8 @@ parentPort!.on('message', (req: WorkerRequest) => {
         at += n;
         return r;
       }
+      // A plaintext bound for a file directly is aligned like its file position (codec/write.ts).
+      if (it.dfd !== undefined && it.pos !== undefined) at = alignedAt(at, it.pos);
       openInto(z, scratch, enc, mac, id, src, out.subarray(at, at + it.raw), it.where);
       const r = { off: at, len: it.raw };
       at += it.raw;
@@ -65,7 +69,7 @@ parentPort!.on('message', (req: WorkerRequest) => {
       return { off: 0, len: 0, error: (e as Error).message };
     }
   });
-  if (req.op === 'open') writeOut(req, items, out);
+  if (req.op === 'open') await writeOut(req, items, out);
   const reply: WorkerReply = { seq: req.seq, input: req.input, output: req.output, items };
   parentPort!.postMessage(reply);
   sinceCollect += at;
@@ -73,13 +77,14 @@ parentPort!.on('message', (req: WorkerRequest) => {
     sinceCollect = 0;
     collect?.({ type: 'minor' });
   }
-});
+}
 
 /**
  * Writes opened blobs that name a file descriptor. Outputs lie back to back in the slab, so
  * a run of items for one file at adjacent positions is one write call.
  */
-function writeOut(req: WorkerRequest, items: WorkerReply['items'], out: Buffer): void {
+async function writeOut(req: WorkerRequest, items: WorkerReply['items'], out: Buffer): Promise<void> {
+  const runs: Promise<void>[] = [];
   for (let i = 0; i < items.length; ) {
     const it = req.items[i];
     if (it.fd === undefined || it.pos === undefined || items[i].error) {
@@ -89,16 +94,18 @@ function writeOut(req: WorkerRequest, items: WorkerReply['items'], out: Buffer):
     let j = i + 1;
     let end = items[i].off + items[i].len;
     let pos = it.pos + items[i].len;
-    while (j < items.length && req.items[j].fd === it.fd && req.items[j].pos === pos && !items[j].error && items[j].off === end) {
+    while (j < items.length && req.items[j].fd === it.fd && req.items[j].dfd === it.dfd && req.items[j].pos === pos && !items[j].error && items[j].off === end) {
       end += items[j].len;
       pos += items[j].len;
       j++;
     }
-    try {
-      writeFully(it.fd, out, items[i].off, end - items[i].off, it.pos);
-    } catch (e) {
-      for (let k = i; k < j; k++) items[k] = { off: 0, len: 0, error: `cannot write: ${(e as Error).message}`, io: true };
-    }
+    const [from, to] = [i, j];
+    runs.push(
+      writeRun(it.fd, it.dfd, out, items[i].off, end - items[i].off, it.pos).catch((e: Error) => {
+        for (let k = from; k < to; k++) items[k] = { off: 0, len: 0, error: `cannot write: ${e.message}`, io: true };
+      }),
+    );
     i = j;
   }
+  await Promise.all(runs);
 }

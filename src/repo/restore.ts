@@ -10,7 +10,7 @@
 import { lstat, mkdir, open, readdir, rm, symlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execFile } from 'node:child_process';
-import { chmodSync, chownSync, lchownSync, lutimesSync, utimesSync } from 'node:fs';
+import { chmodSync, chownSync, constants, lchownSync, lutimesSync, utimesSync } from 'node:fs';
 import { blobId } from '../codec/hash.ts';
 import { mapLimit } from '../util/concurrency.ts';
 import { FerryError, IntegrityError } from '../util/errors.ts';
@@ -54,6 +54,8 @@ export interface RestoreResult {
 }
 
 const MAX_RANGE = 16 * 1024 * 1024;
+/** Files at least this large are written with O_DIRECT where possible (codec/write.ts). */
+const DIRECT_FILE = 1024 * 1024;
 /** Files up to this size go in the many-at-once lane. */
 const SMALL_FILE = 1024 * 1024;
 
@@ -233,6 +235,8 @@ async function restoreFile(repo: Repository, node: TreeNode, path: string, delta
   } else {
     fh = await open(path, 'w');
   }
+  // Large files also get an O_DIRECT descriptor: whole pages skip the page cache (codec/write.ts).
+  const direct = off >= DIRECT_FILE ? await open(path, constants.O_WRONLY | constants.O_DIRECT).catch(() => undefined) : undefined;
   let written = 0;
   try {
     const groups = groupRanges(pieces);
@@ -253,7 +257,7 @@ async function restoreFile(repo: Repository, node: TreeNode, path: string, delta
           const rel = p.loc.offset - first.loc.offset;
           try {
             // Opened and written to the file on a worker (adjacent blobs in one write).
-            const n = await repo.codec.openTo(Buffer.from(p.id, 'hex'), buf.subarray(rel, rel + p.loc.length), p.loc.rawLength, where, fd, p.fileOffset);
+            const n = await repo.codec.openTo(Buffer.from(p.id, 'hex'), buf.subarray(rel, rel + p.loc.length), p.loc.rawLength, where, fd, p.fileOffset, direct?.fd);
             written += n;
             progress.bytesDone += n;
           } catch (e) {
@@ -281,6 +285,7 @@ async function restoreFile(repo: Repository, node: TreeNode, path: string, delta
     }
     if (!delta && off !== node.size) await fh.truncate(off);
   } finally {
+    await direct?.close();
     await fh.close();
   }
   return written;

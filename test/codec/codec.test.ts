@@ -1,7 +1,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { closeSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
+import { closeSync, constants, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { compress, decompress, CODEC_NONE, CODEC_ZSTD } from '../../src/codec/compress.ts';
@@ -101,6 +101,33 @@ describe('codecs', () => {
           closeSync(fd);
         }
         assert.ok(readFileSync(path).equals(Buffer.concat(plains)));
+        // With an O_DIRECT descriptor too (where the filesystem has it): whole pages go direct,
+        // the partial pages of odd-sized runs at odd positions through the page cache.
+        const sizes = [65_536, 100_000, 4096, 70_001, 65_536, 200_000, 1];
+        const odd = sizes.map((n) => randomBytes(n));
+        const oddSealed = await Promise.all(odd.map((p) => pool.hashSeal(p, (id, sealed) => ({ id: Buffer.from(id), sealed: Buffer.from(sealed) }))));
+        const path2 = join(dir, 'direct');
+        const fd2 = openSync(path2, 'w');
+        let direct: number | undefined;
+        try {
+          direct = openSync(path2, constants.O_WRONLY | constants.O_DIRECT);
+        } catch {
+          direct = undefined; // tmpfs and some overlays: the page cache only
+        }
+        try {
+          let pos = 12_345;
+          await Promise.all(
+            oddSealed.map((g, i) => {
+              const at = pos;
+              pos += sizes[i];
+              return pool.openTo(g.id, g.sealed, sizes[i], 'pack x', fd2, at, direct);
+            }),
+          );
+        } finally {
+          if (direct !== undefined) closeSync(direct);
+          closeSync(fd2);
+        }
+        assert.ok(readFileSync(path2).subarray(12_345).equals(Buffer.concat(odd)));
         // A write that fails is an I/O error naming the cause, not a corruption report.
         const ro = openSync(path, 'r');
         try {
