@@ -7,7 +7,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { readKeyFile, type Credential } from '../codec/keys.ts';
 import { ConfigError } from '../util/errors.ts';
-import { FileSchema, type FerryFile } from './schema.ts';
+import type { FerryFile } from './schema.ts';
 
 export interface Settings {
   /** Where the settings came from, for messages. */
@@ -43,6 +43,8 @@ export async function loadConfigFile(path: string): Promise<FerryFile> {
   } catch (e) {
     throw new ConfigError(`config file ${path} is not valid YAML: ${(e as Error).message.split('\n')[0]}`);
   }
+  // zod, like yaml, only when there is a file (see above).
+  const { FileSchema } = await import('./schema.ts');
   const r = FileSchema.safeParse(doc);
   if (!r.success) {
     const i = r.error.issues[0];

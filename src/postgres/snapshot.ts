@@ -238,7 +238,8 @@ async function waitForWal(repo: Repository, c: pg.Client, name: string, timeoutM
   const key = walKey(name);
   const deadline = Date.now() + timeoutMs;
   const hint = "check archive_command (it should run 'ferry wal push %p' into this repository, as the database OS user) and the server log; or pass --no-archive-check";
-  for (let delay = 100; ; delay = Math.min(delay * 2, 2000)) {
+  // Polled often at first: archive_command usually delivers the segment within a few hundred ms.
+  for (let delay = 25; ; delay = Math.min(Math.round(delay * 1.5), 1000)) {
     if (await repo.storage.stat(key)) return;
     const a = (await c.query<{ failed: string | null; failures: string; last_failed: Date | null; last_ok: Date | null }>(
       'SELECT last_failed_wal AS failed, failed_count::text AS failures, last_failed_time AS last_failed, last_archived_time AS last_ok FROM pg_stat_archiver',

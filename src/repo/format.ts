@@ -12,7 +12,6 @@
  *   wal/<timeline>/<segment>     WAL segments and history files (sealed)
  */
 import { createHmac } from 'node:crypto';
-import { z } from 'zod';
 import { ConfigError, IntegrityError } from '../util/errors.ts';
 import type { MasterKey } from '../codec/keys.ts';
 
@@ -28,18 +27,38 @@ export const DIRS = {
   wal: 'wal/',
 } as const;
 
-export const ConfigSchema = z.object({
-  format: z.literal('ferry-repository'),
-  version: z.number().int(),
-  id: z.string(),
-  created: z.string(),
-  chunker: z.object({ min: z.number().int(), avg: z.number().int(), max: z.number().int(), seed: z.string() }),
-  packSize: z.number().int().positive(),
-  compressionLevel: z.number().int(),
-  mac: z.string().optional(),
-});
+export interface RepoConfig {
+  format: 'ferry-repository';
+  version: number;
+  id: string;
+  created: string;
+  chunker: { min: number; avg: number; max: number; seed: string };
+  packSize: number;
+  compressionLevel: number;
+  mac?: string;
+}
 
-export type RepoConfig = z.infer<typeof ConfigSchema>;
+/**
+ * What is wrong with a parsed config's shape, or undefined. Checked by hand rather than with
+ * zod: every `wal push` (one process per WAL segment) opens the config, and loading zod alone
+ * took longer than this whole check. The config's MAC (verifyConfig) guards its content.
+ */
+function configProblem(j: Record<string, unknown>): string | undefined {
+  const int = (v: unknown) => typeof v === 'number' && Number.isInteger(v);
+  const str = (v: unknown) => typeof v === 'string';
+  const c = j.chunker as Record<string, unknown> | undefined;
+  const checks: [string, boolean][] = [
+    ['version', int(j.version)],
+    ['id', str(j.id)],
+    ['created', str(j.created)],
+    ['chunker', !!c && typeof c === 'object' && int(c.min) && int(c.avg) && int(c.max) && str(c.seed)],
+    ['packSize', int(j.packSize) && (j.packSize as number) > 0],
+    ['compressionLevel', int(j.compressionLevel)],
+    ['mac', j.mac === undefined || str(j.mac)],
+  ];
+  const bad = checks.find(([, ok]) => !ok);
+  return bad ? `field ${bad[0]} is missing or of the wrong type` : undefined;
+}
 
 function macOf(cfg: RepoConfig, key: MasterKey): string {
   const { mac: _mac, ...rest } = cfg;
@@ -82,7 +101,7 @@ export function parseConfig(raw: Buffer, where: string): RepoConfig {
       { hint: 'upgrade Ferry to open this repository' },
     );
   }
-  const r = ConfigSchema.safeParse(json);
-  if (!r.success) throw new IntegrityError(`the config of repository ${where} is malformed: ${r.error.issues[0]?.message}`);
-  return r.data;
+  const problem = configProblem(json as Record<string, unknown>);
+  if (problem) throw new IntegrityError(`the config of repository ${where} is malformed: ${problem}`);
+  return json as RepoConfig;
 }

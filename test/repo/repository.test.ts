@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { readdir, readFile, writeFile, appendFile, mkdir, utimes } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Repository } from '../../src/repo/repository.ts';
+import { parseConfig } from '../../src/repo/format.ts';
 import { backupTree } from '../../src/repo/backup.ts';
 import { restoreTree } from '../../src/repo/restore.ts';
 import { checkRepository } from '../../src/repo/check.ts';
@@ -165,5 +166,21 @@ describe('repository', () => {
     cleanups.push(d.cleanup);
     await Repository.init(new FsStorage(d.path), cred);
     await Repository.open(new FsStorage(d.path), [cred]);
+  });
+});
+
+describe('repository config parsing', () => {
+  const good = { format: 'ferry-repository', version: 1, id: 'abc', created: '2026-11-24T00:00:00Z', chunker: { min: 1, avg: 2, max: 3, seed: 's' }, packSize: 16, compressionLevel: 3 };
+  const parse = (o: unknown) => parseConfig(Buffer.from(JSON.stringify(o)), 'repo x');
+  it('accepts a well-formed config and names the field of a malformed one', () => {
+    assert.deepEqual(parse(good), good);
+    assert.throws(() => parse({ ...good, packSize: 0 }), (e: Error) => e instanceof IntegrityError && /packSize/.test(e.message));
+    assert.throws(() => parse({ ...good, chunker: { min: 1, avg: 2, max: 3 } }), (e: Error) => e instanceof IntegrityError && /chunker/.test(e.message));
+    assert.throws(() => parse({ ...good, id: 7 }), (e: Error) => e instanceof IntegrityError && /field id/.test(e.message));
+  });
+  it('refuses what is not a Ferry config, and newer format versions, as configuration errors', () => {
+    assert.throws(() => parse({ ...good, format: 'restic' }), (e: Error) => e instanceof ConfigError && /not a Ferry repository/.test(e.message));
+    assert.throws(() => parse({ ...good, version: 99 }), (e: Error) => e instanceof ConfigError && /newer than this Ferry/.test(e.message));
+    assert.throws(() => parseConfig(Buffer.from('{'), 'repo x'), (e: Error) => e instanceof IntegrityError && /not valid JSON/.test(e.message));
   });
 });
