@@ -3,7 +3,6 @@
  * handler) wired by main.ts, which parses argv, loads settings and reports
  * failures. Handlers stay thin: validate, call the domain, print.
  */
-import { createInterface } from 'node:readline/promises';
 import type { ParseArgsConfig } from 'node:util';
 import type { Context } from './context.ts';
 import { UsageError } from '../util/errors.ts';
@@ -80,6 +79,8 @@ export function backupProgressLine(p: BackupProgress): string {
 
 /** Asks on the terminal (stderr) before a destructive step; true only for "yes" or "y". */
 export async function confirmOnTerminal(question: string): Promise<boolean> {
+  // Loaded here: every command imports this module, few ever ask.
+  const { createInterface } = await import('node:readline/promises');
   const rl = createInterface({ input: process.stdin, output: process.stderr });
   try {
     const answer = (await rl.question(`${question} Type "yes" to go ahead: `)).trim().toLowerCase();

@@ -17,7 +17,8 @@
  * With `threads: 0` the work runs on the calling thread.
  */
 import { availableParallelism } from 'node:os';
-import { Worker } from 'node:worker_threads';
+import { createRequire } from 'node:module';
+import type { Worker } from 'node:worker_threads';
 import { FerryError, IntegrityError } from '../util/errors.ts';
 import { ALIGN, writeRun } from './write.ts';
 import { Zstd } from './compress.ts';
@@ -93,7 +94,13 @@ const PER_WORKER = 2;
  */
 const resourceLimits = { maxYoungGenerationSizeMb: 2 };
 
+/** worker_threads, loaded with the first worker: commands that never start one (wal push) skip it. */
+function workerThreads(): typeof import('node:worker_threads') {
+  return createRequire(import.meta.url)('node:worker_threads') as typeof import('node:worker_threads');
+}
+
 function startWorker(workerData: unknown): Worker {
+  const { Worker } = workerThreads();
   // In the bundle this module lives in dist/ next to codec-worker.mjs. Under tsx (tests,
   // development) it is src/codec/pool.ts, and the worker must register tsx itself.
   const here = import.meta.url;
