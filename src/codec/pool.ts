@@ -84,8 +84,13 @@ const BATCH_BYTES = 3 << 20;
  * configured with bigger chunks) gets its own buffers.
  */
 const SLAB = (4 << 20) + (64 << 10);
-/** Batches in flight per worker: two, so a worker never waits for the main thread between small batches. */
-const PER_WORKER = 2;
+/**
+ * Batches in flight per worker. Opening for a restore: two, so a worker opens the next batch
+ * while the file writes of the last one run (codec/write.ts). Sealing: one; a second batch
+ * per worker bought no speed (one trip per batch since hash and seal go together) and held
+ * two more slabs per worker (about 16 MB, with the 300 MB bound of a 10 GB snapshot close).
+ */
+const perWorker = (op: Op): number => (op === 'open' ? 2 : 1);
 
 /**
  * A small young generation: the cipher hands back many short-lived 64 KiB buffers,
@@ -264,19 +269,25 @@ export class CodecPool {
   }
 
   private slab(n: number): SharedArrayBuffer {
-    if (n > SLAB) return alignedShared(n);
+    // Larger than a slab (a chunker set to bigger chunks): a plain buffer, used once. Its start
+    // is not page-aligned, so a direct write from it fails with EINVAL and falls back (write.ts).
+    if (n > SLAB) return new SharedArrayBuffer(n);
     return this.slabs.pop() ?? alignedShared(SLAB);
   }
 
   private recycle(b: SharedArrayBuffer): void {
-    if (b.byteLength === SLAB && this.slabs.length < 2 * PER_WORKER * this.workers.length) this.slabs.push(b);
+    // Every slab is kept: a new one is made only when none is free, so there are never more than
+    // the batches in flight need. Dropping one would not free it soon: a WebAssembly memory goes
+    // only with a full GC, which its size does not prompt.
+    if (b.byteLength === SLAB) this.slabs.push(b);
   }
 
   /** Sends queued jobs, cut into batches whose inputs and outputs fit a slab, while a worker has room. */
   private flush(op: Op): void {
     const jobs = this.queue[op];
     let i = 0;
-    while (i < jobs.length && this.workers.some((w) => w.busy < PER_WORKER)) {
+    const limit = perWorker(op);
+    while (i < jobs.length && this.workers.some((w) => w.busy < limit)) {
       let inBytes = 32 + jobs[i].input.length;
       let outBytes = outSize(op, jobs[i]);
       let end = i + 1;

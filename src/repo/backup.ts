@@ -150,6 +150,8 @@ export async function backupTree(repo: Repository, opts: BackupOptions): Promise
   }
   const saver = new BlobSaver(repo, opts.saver);
   // Room for one slice behind the uncut tail of the previous one (a tail is shorter than the largest chunk).
+  // One buffer more than files read at once: a file gives its buffer back only after taking the
+  // next one (its uncut tail is copied across), so with fewer they could all wait on each other.
   const pool = new BufferPool(READ_SLICE + repo.config.chunker.max, (opts.fileConcurrency ?? 4) + 1);
   const files = nodes.filter((n) => n.type === 'file');
   const progress: BackupProgress = {
