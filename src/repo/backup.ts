@@ -46,7 +46,7 @@ export interface BackupOptions {
   chunkerFor?: (node: TreeNode) => Chunker;
   /** Return true to leave a path (relative) out of the snapshot. */
   exclude?: (relPath: string, isDir: boolean) => boolean;
-  /** Called for every file's chunks before they are saved (e.g. page checksum validation). */
+  /** Called for every chunk saved (e.g. page checksum validation); not for chunks taken from the parent by `unchanged`. */
   inspect?: (node: TreeNode, offset: number, chunk: Buffer) => void;
   /**
    * For a file read again whose parent copy has a chunk of the same length at the same
@@ -251,12 +251,13 @@ async function storeFile(saver: BlobSaver, opts: BackupOptions, node: TreeNode, 
   const index = saver.repository.index;
   const take = (chunks: Buffer[]) => {
     for (const c of chunks) {
-      opts.inspect?.(node, offset, c);
       const i = prevAt.get(offset);
       if (i !== undefined && prev!.lengths![i] === c.length && index.has(prevBlobs![i]) && opts.unchanged!(node, offset, c)) {
+        // The parent's copy: inspected when it was stored, and the same bytes since.
         saves.push(Promise.resolve(prevBlobs![i]));
         reused++;
       } else {
+        opts.inspect?.(node, offset, c);
         saves.push(saver.save('data', c, !prev));
       }
       offset += c.length;
