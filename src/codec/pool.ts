@@ -158,6 +158,15 @@ export class CodecPool {
     }
   }
 
+  /** With `threads: 0`: runs `f` on this thread with its zstd context; a throw becomes a rejection. */
+  private onThisThread<T>(f: (z: Zstd) => T | PromiseLike<T>): Promise<T> {
+    this.local ??= new Zstd(this.level);
+    try {
+      return Promise.resolve(f(this.local));
+    } catch (e) {
+      return Promise.reject(e);
+    }
+  }
 
   /**
    * Seals `plain` (compressed at `level`, default the pool's); `consume` must copy what it
@@ -165,15 +174,11 @@ export class CodecPool {
    */
   seal<T>(id: Buffer, plain: Uint8Array, consume: (sealed: Buffer) => T, level?: number): Promise<T> {
     if (!this.workers.length) {
-      this.local ??= new Zstd(this.level);
-      // consume() copies synchronously, so one scratch buffer serves every call.
-      if (this.localOut.length < plain.length + ENVELOPE_OVERHEAD) this.localOut = Buffer.allocUnsafeSlow(plain.length + ENVELOPE_OVERHEAD);
-      const n = sealInto(this.local, this.key.enc, id, plain, this.localOut, 0, level);
-      try {
-        return Promise.resolve(consume(this.localOut.subarray(0, n)));
-      } catch (e) {
-        return Promise.reject(e);
-      }
+      return this.onThisThread((z) => {
+        // consume() copies synchronously, so one scratch buffer serves every call.
+        if (this.localOut.length < plain.length + ENVELOPE_OVERHEAD) this.localOut = Buffer.allocUnsafeSlow(plain.length + ENVELOPE_OVERHEAD);
+        return consume(this.localOut.subarray(0, sealInto(z, this.key.enc, id, plain, this.localOut, 0, level)));
+      });
     }
     return this.enqueue('seal', id, plain, plain.length, '', consume as (b: Buffer) => unknown, undefined, level) as Promise<T>;
   }
@@ -194,31 +199,16 @@ export class CodecPool {
    * valid and decides there whether to keep them (a duplicate is simply dropped).
    */
   hashSeal<T>(plain: Uint8Array, consume: (id: Buffer, sealed: Buffer) => T, level?: number): Promise<T> {
-    const split = (b: Buffer) => consume(Buffer.from(b.subarray(0, ID_BYTES)), b.subarray(ID_BYTES));
     if (!this.workers.length) {
-      this.local ??= new Zstd(this.level);
-      const need = ID_BYTES + plain.length + ENVELOPE_OVERHEAD;
-      if (this.localOut.length < need) this.localOut = Buffer.allocUnsafeSlow(need);
-      blobId(this.key.mac, plain as Buffer).copy(this.localOut, 0);
-      const n = sealInto(this.local, this.key.enc, this.localOut.subarray(0, ID_BYTES), plain, this.localOut, ID_BYTES, level);
-      try {
-        return Promise.resolve(split(this.localOut.subarray(0, ID_BYTES + n)));
-      } catch (e) {
-        return Promise.reject(e);
-      }
+      const id = blobId(this.key.mac, plain as Buffer);
+      return this.seal(id, plain, (sealed) => consume(id, sealed), level);
     }
+    const split = (b: Buffer) => consume(Buffer.from(b.subarray(0, ID_BYTES)), b.subarray(ID_BYTES));
     return this.enqueue('hashSeal', NO_ID, plain, plain.length, '', split as (b: Buffer) => unknown, undefined, level) as Promise<T>;
   }
 
   open(id: Buffer, sealed: Uint8Array, rawLength: number, where: string): Promise<Buffer> {
-    if (!this.workers.length) {
-      this.local ??= new Zstd(this.level);
-      try {
-        return Promise.resolve(Buffer.from(openEnvelope(this.local, this.key.enc, this.key.mac, id, sealed, rawLength, where)));
-      } catch (e) {
-        return Promise.reject(e);
-      }
-    }
+    if (!this.workers.length) return this.onThisThread((z) => Buffer.from(openEnvelope(z, this.key.enc, this.key.mac, id, sealed, rawLength, where)));
     return this.enqueue('open', id, sealed, rawLength, where, (b) => Buffer.from(b)) as Promise<Buffer>;
   }
 
@@ -232,17 +222,14 @@ export class CodecPool {
    */
   openTo(id: Buffer, sealed: Uint8Array, rawLength: number, where: string, fd: number, position: number, directFd?: number): Promise<number> {
     if (!this.workers.length) {
-      this.local ??= new Zstd(this.level);
-      try {
-        const plain = openEnvelope(this.local, this.key.enc, this.key.mac, id, sealed, rawLength, where);
+      return this.onThisThread((z) => {
+        const plain = openEnvelope(z, this.key.enc, this.key.mac, id, sealed, rawLength, where);
         // On this thread the plaintext is not laid out aligned: the page cache only.
         return writeRun(fd, undefined, plain, 0, plain.length, position).then(
           () => plain.length,
           (e: Error) => Promise.reject(new FerryError(`cannot write: ${e.message}`)),
         );
-      } catch (e) {
-        return Promise.reject(e);
-      }
+      });
     }
     return this.enqueue('open', id, sealed, rawLength, where, (b) => b.length, { fd, pos: position, ...(directFd !== undefined ? { dfd: directFd } : {}) }) as Promise<number>;
   }

@@ -24,7 +24,7 @@ export const ALIGN = 4096;
 const DIRECT_MIN = 64 << 10;
 
 /** Positional writes that finish: writeSync may write less than asked (a signal, a full pipe). */
-export function writeFully(fd: number, buf: Uint8Array, offset: number, length: number, position: number): void {
+function writeFully(fd: number, buf: Uint8Array, offset: number, length: number, position: number): void {
   let done = 0;
   while (done < length) done += writeSync(fd, buf, offset + done, length - done, position + done);
 }

@@ -123,10 +123,15 @@ export class BlobSaver {
       if (++this.wrongGuesses * 4 > this.guesses && this.guesses >= 64) this.guessing = false;
       return r.id;
     }
+    await this.added(plain);
+    return r.id;
+  }
+
+  /** Counts a blob added to the current pack, and starts its upload once the pack is full. */
+  private async added(plain: Buffer): Promise<void> {
     this.stats.newBlobs++;
     this.stats.newBytes += plain.length;
     if (this.builder.size >= this.repo.config.packSize) await this.startUpload();
-    return r.id;
   }
 
   /**
@@ -160,9 +165,7 @@ export class BlobSaver {
     } finally {
       this.inFlight.release(plain.length);
     }
-    this.stats.newBlobs++;
-    this.stats.newBytes += plain.length;
-    if (this.builder.size >= this.repo.config.packSize) await this.startUpload();
+    await this.added(plain);
     return id;
   }
 
