@@ -10,7 +10,9 @@
  * cannot be served under another name (segment N as N+1, a `.partial` as the
  * complete segment) without failing authentication. Compression is zstd at
  * WAL_LEVEL (level 1: on pgbench WAL it compresses within a few percent of
- * level 3 at about twice the speed; see the measurements in the module tests).
+ * level 3 at about twice the speed; see the measurements in the module tests),
+ * on WAL_THREADS zstd threads: PostgreSQL waits for each segment, and two threads
+ * took a 16 MiB segment of table data from 30 to 20 ms here.
  *
  * Durability rule 1, as `pushWal` implements it: the object is written with
  * if-none-match (or stat-then-put on backends without conditional put), `put`
@@ -26,7 +28,9 @@
  * This module knows no argv and prints nothing; the CLI (cli/wal.ts) does.
  */
 import { randomBytes } from 'node:crypto';
-import { open, readFile, rename, unlink, type FileHandle } from 'node:fs/promises';
+import { open, rename, unlink, type FileHandle } from 'node:fs/promises';
+import { readFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { CODEC_NONE, decompress, Zstd } from '../codec/compress.ts';
 import { sealParts, unseal } from '../codec/encrypt.ts';
@@ -39,6 +43,8 @@ import { parseWalName, walKey, type WalKind, type WalName } from './walname.ts';
 
 /** zstd level for WAL objects (see the module header). */
 export const WAL_LEVEL = 1;
+/** zstd threads for one WAL file (at most two cores: the database runs beside it). */
+export const WAL_THREADS = Math.min(2, availableParallelism());
 
 export const MIN_SEGMENT_SIZE = 1 << 20;
 export const MAX_SEGMENT_SIZE = 1 << 30;
@@ -57,7 +63,7 @@ let zstd: Zstd | undefined;
 
 /** Compresses and seals one WAL file's bytes for storage under `name`. */
 export function sealWal(key: MasterKey, name: string, plain: Buffer): Buffer {
-  zstd ??= new Zstd(WAL_LEVEL);
+  zstd ??= new Zstd(WAL_LEVEL, WAL_THREADS);
   const c = zstd.compressView(plain);
   const data = c.codec === CODEC_NONE ? plain : Buffer.from(c.data.buffer, c.data.byteOffset, c.data.length);
   return Buffer.concat([Buffer.from([c.codec]), ...sealParts(key.enc, walAad(name, c.codec), data)]);
@@ -308,7 +314,9 @@ export async function readWalFile(path: string): Promise<{ name: string; data: B
   parseWalName(name);
   let data: Buffer;
   try {
-    data = await readFile(path);
+    // One read call (fs/promises reads in 512 KiB steps, each a trip to the thread pool); the
+    // command has nothing else to do meanwhile.
+    data = readFileSync(path);
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
     if (code === 'ENOENT') throw new UsageError(`WAL file ${path} does not exist`, { hint: 'archive_command should pass %p, the path relative to the data directory' });
