@@ -18,7 +18,7 @@ await build({
   platform: 'node',
   target: 'node20',
   sourcemap: 'linked',
-  external: ['zstd-napi', 'pg-native', 'pino', 'thread-stream'],
+  external: ['zstd-napi', '@napi-rs/blake-hash', 'pg-native', 'pino', 'thread-stream'],
   banner: { js: "import { createRequire as __ferryRequire } from 'node:module'; const require = __ferryRequire(import.meta.url);" },
   logLevel: 'warning',
 });

@@ -7,6 +7,7 @@ import { listSnapshots, resolveSnapshot } from '../repo/manifest.ts';
 import { forget, prune } from '../repo/prune.ts';
 import { credentialsFrom, readSecretFile } from '../config/load.ts';
 import { newKeyFileText, readKeyFile, type Credential } from '../codec/keys.ts';
+import { DEFAULT_ID_HASH, ID_HASHES, isIdHash } from '../codec/hash.ts';
 import { ConfigError, IntegrityError } from '../util/errors.ts';
 import { bytes, duration, table } from '../util/format.ts';
 import { compressionLevel, str, type Command } from './command.ts';
@@ -33,15 +34,18 @@ function newCredential(ctx: Context, keyFile: string | undefined, fallbackToCurr
 const init: Command = {
   name: 'init',
   summary: 'create a new repository',
-  usage: '[--key-file PATH] [--compression-level N]',
+  usage: '[--key-file PATH] [--compression-level N] [--id-hash blake3|hmac-sha256]',
   description:
-    'The first key slot uses --key-file (created with fresh key material if it does not exist),\nor else FERRY_KEY_FILE, FERRY_PASSWORD or FERRY_PASSWORD_FILE.',
-  options: { 'key-file': { type: 'string' }, 'compression-level': { type: 'string' } },
+    'The first key slot uses --key-file (created with fresh key material if it does not exist),\nor else FERRY_KEY_FILE, FERRY_PASSWORD or FERRY_PASSWORD_FILE.\n' +
+    `Blobs are named by a keyed hash of their content: --id-hash (default ${DEFAULT_ID_HASH}; fixed for the\nrepository's life; docs/format.md).`,
+  options: { 'key-file': { type: 'string' }, 'compression-level': { type: 'string' }, 'id-hash': { type: 'string' } },
   async run(ctx, { values }) {
+    const idHash = str(values['id-hash']) ?? DEFAULT_ID_HASH;
+    if (!isIdHash(idHash)) throw new ConfigError(`--id-hash: unknown id hash ${idHash}`, { hint: `use one of ${ID_HASHES.join(', ')}` });
     const cred = newCredential(ctx, str(values['key-file']), true);
     const level = compressionLevel(str(values['compression-level']) ?? ctx.settings.compressionLevel, '--compression-level');
-    const repo = await Repository.init(ctx.storage(), cred, { clock: ctx.clock, ...(level !== undefined ? { compressionLevel: Number(level) } : {}) });
-    ctx.out({ id: repo.id, location: repo.location, keyKind: cred.kind }, () => `created repository ${repo.id.slice(0, 12)} at ${repo.location} (key: ${cred.kind})`);
+    const repo = await Repository.init(ctx.storage(), cred, { clock: ctx.clock, idHash, ...(level !== undefined ? { compressionLevel: Number(level) } : {}) });
+    ctx.out({ id: repo.id, location: repo.location, keyKind: cred.kind, idHash: repo.idHash }, () => `created repository ${repo.id.slice(0, 12)} at ${repo.location} (key: ${cred.kind}; blob ids: ${repo.idHash})`);
   },
 };
 

@@ -5,13 +5,14 @@
  *   codec(1) || nonce(12) || AES-256-GCM(enc key, compressed plaintext) || tag(16)
  *
  * with associated data id(32) || codec(1). Opening checks the tag, decompresses to
- * the recorded length, and recomputes the id (HMAC-SHA-256 of the plaintext).
+ * the recorded length, and recomputes the id (the repository's keyed hash, codec/hash.ts).
  * Both directions write into buffers the caller provides, so the hot path
  * allocates nothing per blob beyond the cipher's small slices.
  */
-import { createCipheriv, createDecipheriv, createHmac, randomFillSync } from 'node:crypto';
+import { createCipheriv, createDecipheriv, randomFillSync } from 'node:crypto';
 import { IntegrityError } from '../util/errors.ts';
 import { CODEC_NONE, type Zstd } from './compress.ts';
+import type { BlobIdFn } from './hash.ts';
 
 export const ENVELOPE_OVERHEAD = 1 + 12 + 16;
 const SLICE = 64 * 1024;
@@ -71,7 +72,7 @@ export class OpenScratch {
  * Opens a sealed blob into `dst` (exactly `rawLength` bytes), or throws IntegrityError
  * naming `where`.
  */
-export function openInto(z: Zstd, scratch: OpenScratch, encKey: Uint8Array, macKey: Uint8Array, id: Uint8Array, sealed: Uint8Array, dst: Buffer, where: string): void {
+export function openInto(z: Zstd, scratch: OpenScratch, encKey: Uint8Array, idOf: BlobIdFn, id: Uint8Array, sealed: Uint8Array, dst: Buffer, where: string): void {
   const short = Buffer.from(id).toString('hex').slice(0, 16);
   if (sealed.length < ENVELOPE_OVERHEAD) throw new IntegrityError(`blob ${short} in ${where} is truncated`);
   const codec = sealed[0];
@@ -94,13 +95,12 @@ export function openInto(z: Zstd, scratch: OpenScratch, encKey: Uint8Array, macK
   } else {
     z.decompressInto(codec, comp, dst, `blob ${short} in ${where}`);
   }
-  const check = createHmac('sha256', macKey).update(dst).digest();
-  if (!check.equals(id)) throw new IntegrityError(`blob ${short} in ${where} does not match its id`);
+  if (!idOf(dst).equals(id)) throw new IntegrityError(`blob ${short} in ${where} does not match its id`);
 }
 
 /** Opens a sealed blob into a new buffer. */
-export function openEnvelope(z: Zstd, encKey: Uint8Array, macKey: Uint8Array, id: Uint8Array, sealed: Uint8Array, rawLength: number, where: string): Buffer {
+export function openEnvelope(z: Zstd, encKey: Uint8Array, idOf: BlobIdFn, id: Uint8Array, sealed: Uint8Array, rawLength: number, where: string): Buffer {
   const dst = Buffer.allocUnsafe(rawLength);
-  openInto(z, new OpenScratch(), encKey, macKey, id, sealed, dst, where);
+  openInto(z, new OpenScratch(), encKey, idOf, id, sealed, dst, where);
   return dst;
 }

@@ -1,6 +1,6 @@
 /**
  * Keys. A repository has one random master key (64 bytes: 32 for AES-256-GCM,
- * 32 for the HMAC that names blobs). It is never stored in clear: each key slot
+ * 32 for the keyed hash that names blobs). It is never stored in clear: each key slot
  * holds the master key sealed under a wrapping key derived from either
  *   - a passphrase, with scrypt (slow on purpose: N=2^15, r=8, p=1 ~ 0.1 s), or
  *   - a key file (32 random bytes), with HKDF-SHA-256 (microseconds), for
@@ -17,7 +17,7 @@ export const MASTER_KEY_BYTES = 64;
 export interface MasterKey {
   /** AES-256-GCM key for blobs and objects. */
   enc: Buffer;
-  /** HMAC-SHA-256 key for blob ids and the config MAC. */
+  /** Key of the blob ids (codec/hash.ts) and the config MAC. */
   mac: Buffer;
 }
 

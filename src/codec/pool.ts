@@ -11,6 +11,10 @@
  * transferred, no backing store changes hands (transferred ArrayBuffers count as
  * new external memory each time, which kept the main thread in full GCs).
  *
+ * Inputs in buffers made by `lendableBuffer` are not copied at all: the worker reads them
+ * where they are (the backup's read buffers, which it holds until their chunks are sealed),
+ * which saves the main thread copying every byte of a snapshot once.
+ *
  * `seal` hands its result to a `consume` callback, called synchronously while the
  * recycled buffer is valid (the pack builder copies it in); `open` results are the
  * caller's to keep.
@@ -24,11 +28,13 @@ import { ALIGN, writeRun } from './write.ts';
 import { Zstd } from './compress.ts';
 import { ENVELOPE_OVERHEAD, openEnvelope, sealInto } from './envelope.ts';
 import type { MasterKey } from './keys.ts';
-import { ID_BYTES, blobId } from './hash.ts';
+import { ID_BYTES, blobIds, type BlobIdFn, type IdHash } from './hash.ts';
 
 export interface WorkerItem {
+  /** Where the input is: in `input` at `off`, or with `src` in `sources[src]` at `off`. */
   off: number;
   len: number;
+  src?: number;
   idOff: number;
   raw: number;
   where: string;
@@ -46,6 +52,8 @@ export interface WorkerRequest {
   op: Op;
   input: SharedArrayBuffer;
   output: SharedArrayBuffer;
+  /** Lent buffers that items read in place (see `lendableBuffer`). */
+  sources: SharedArrayBuffer[];
   items: WorkerItem[];
 }
 
@@ -142,20 +150,36 @@ export class CodecPool {
   private localOut = Buffer.alloc(0);
   private failed?: Error;
   private readonly slabs: SharedArrayBuffer[] = [];
+  private readonly lent = new WeakSet<ArrayBufferLike>();
 
   constructor(
     private readonly key: MasterKey,
+    readonly idHash: IdHash,
     private readonly level: number,
     threads: number = availableParallelism(),
   ) {
     for (let i = 0; i < threads; i++) {
-      const w = startWorker({ enc: key.enc, mac: key.mac, level });
+      const w = startWorker({ enc: key.enc, mac: key.mac, level, idHash });
       const entry = { w, busy: 0 };
       w.on('message', (m: WorkerReply) => this.onReply(m, entry));
       w.on('error', (e) => this.fail(e));
       w.unref(); // referenced only while it has work, so an idle pool never keeps the process alive
       this.workers.push(entry);
     }
+  }
+
+  private ids?: BlobIdFn;
+  /** The blob id of `plain`, on this thread. */
+  readonly idOf: BlobIdFn = (plain) => (this.ids ??= blobIds(this.idHash, this.key.mac))(plain);
+
+  /**
+   * A buffer whose contents workers read in place instead of a copy. The caller promises not
+   * to change the bytes of a job's input until that job settles.
+   */
+  lendableBuffer(size: number): Buffer {
+    const b = new SharedArrayBuffer(size);
+    this.lent.add(b);
+    return Buffer.from(b);
   }
 
   /** With `threads: 0`: runs `f` on this thread with its zstd context; a throw becomes a rejection. */
@@ -184,11 +208,11 @@ export class CodecPool {
   }
 
   /**
-   * The blob id of `plain` (HMAC-SHA-256 under the MAC key), computed on a worker for
+   * The blob id of `plain` (the repository's keyed hash, codec/hash.ts), computed on a worker for
    * inputs large enough to be worth the trip, so the main thread only reads and cuts.
    */
   hash(plain: Uint8Array): Promise<Buffer> {
-    if (!this.workers.length || plain.length < HASH_ON_WORKER) return Promise.resolve(blobId(this.key.mac, plain as Buffer));
+    if (!this.workers.length || plain.length < HASH_ON_WORKER) return Promise.resolve(this.idOf(plain));
     return this.enqueue('hash', NO_ID, plain, 0, '', (b) => Buffer.from(b)) as Promise<Buffer>;
   }
 
@@ -200,7 +224,7 @@ export class CodecPool {
    */
   hashSeal<T>(plain: Uint8Array, consume: (id: Buffer, sealed: Buffer) => T, level?: number): Promise<T> {
     if (!this.workers.length) {
-      const id = blobId(this.key.mac, plain as Buffer);
+      const id = this.idOf(plain);
       return this.seal(id, plain, (sealed) => consume(id, sealed), level);
     }
     const split = (b: Buffer) => consume(Buffer.from(b.subarray(0, ID_BYTES)), b.subarray(ID_BYTES));
@@ -208,7 +232,7 @@ export class CodecPool {
   }
 
   open(id: Buffer, sealed: Uint8Array, rawLength: number, where: string): Promise<Buffer> {
-    if (!this.workers.length) return this.onThisThread((z) => Buffer.from(openEnvelope(z, this.key.enc, this.key.mac, id, sealed, rawLength, where)));
+    if (!this.workers.length) return this.onThisThread((z) => Buffer.from(openEnvelope(z, this.key.enc, this.idOf, id, sealed, rawLength, where)));
     return this.enqueue('open', id, sealed, rawLength, where, (b) => Buffer.from(b)) as Promise<Buffer>;
   }
 
@@ -223,7 +247,7 @@ export class CodecPool {
   openTo(id: Buffer, sealed: Uint8Array, rawLength: number, where: string, fd: number, position: number, directFd?: number): Promise<number> {
     if (!this.workers.length) {
       return this.onThisThread((z) => {
-        const plain = openEnvelope(z, this.key.enc, this.key.mac, id, sealed, rawLength, where);
+        const plain = openEnvelope(z, this.key.enc, this.idOf, id, sealed, rawLength, where);
         // On this thread the plaintext is not laid out aligned: the page cache only.
         return writeRun(fd, undefined, plain, 0, plain.length, position).then(
           () => plain.length,
@@ -275,11 +299,11 @@ export class CodecPool {
     let i = 0;
     const limit = perWorker(op);
     while (i < jobs.length && this.workers.some((w) => w.busy < limit)) {
-      let inBytes = 32 + jobs[i].input.length;
+      let inBytes = 32 + this.inSlab(jobs[i]);
       let outBytes = outSize(op, jobs[i]);
       let end = i + 1;
       while (end < jobs.length) {
-        const ni = inBytes + 32 + jobs[end].input.length;
+        const ni = inBytes + 32 + this.inSlab(jobs[end]);
         const no = outBytes + outSize(op, jobs[end]);
         if (ni > SLAB || no > SLAB) break;
         inBytes = ni;
@@ -293,17 +317,30 @@ export class CodecPool {
     this.queuedBytes[op] = this.queue[op].reduce((a, j) => a + j.input.length, 0);
   }
 
+  /** Bytes a job's input takes in the input slab: none when the worker reads it where it is. */
+  private inSlab(j: Job): number {
+    return this.lent.has(j.input.buffer) ? 0 : j.input.length;
+  }
+
   private send(op: Op, jobs: Job[], inBytes: number, outBytes: number): void {
     const input = this.slab(inBytes);
     const output = this.slab(outBytes);
     const view = Buffer.from(input);
+    const sources: SharedArrayBuffer[] = [];
     let at = 0;
     const items: WorkerItem[] = jobs.map((j) => {
       view.set(j.id, at);
       const idOff = at;
       at += 32;
+      const extra = { ...(j.to ? { fd: j.to.fd, pos: j.to.pos, ...(j.to.dfd !== undefined ? { dfd: j.to.dfd } : {}) } : {}), ...(j.level !== undefined ? { level: j.level } : {}) };
+      if (this.lent.has(j.input.buffer)) {
+        const b = j.input.buffer as SharedArrayBuffer;
+        let src = sources.indexOf(b);
+        if (src < 0) src = sources.push(b) - 1;
+        return { off: j.input.byteOffset, len: j.input.length, src, idOff, raw: j.raw, where: j.where, ...extra };
+      }
       view.set(j.input, at);
-      const it: WorkerItem = { off: at, len: j.input.length, idOff, raw: j.raw, where: j.where, ...(j.to ? { fd: j.to.fd, pos: j.to.pos, ...(j.to.dfd !== undefined ? { dfd: j.to.dfd } : {}) } : {}), ...(j.level !== undefined ? { level: j.level } : {}) };
+      const it: WorkerItem = { off: at, len: j.input.length, idOff, raw: j.raw, where: j.where, ...extra };
       at += j.input.length;
       return it;
     });
@@ -311,7 +348,7 @@ export class CodecPool {
     this.waiting.set(seq, { op, jobs });
     const target = this.workers.reduce((a, b) => (b.busy < a.busy ? b : a));
     if (target.busy++ === 0) target.w.ref();
-    target.w.postMessage({ seq, op, input, output, items } satisfies WorkerRequest);
+    target.w.postMessage({ seq, op, input, output, sources, items } satisfies WorkerRequest);
   }
 
   private onReply(m: WorkerReply, worker: { w: Worker; busy: number }): void {

@@ -5,16 +5,17 @@
  * in place), and a list of items; the reply hands both back with each item's
  * output offset and length, or an error message.
  */
-import { createHmac } from 'node:crypto';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { parentPort, workerData } from 'node:worker_threads';
 import { Zstd } from './compress.ts';
 import { OpenScratch, openInto, sealInto } from './envelope.ts';
+import { blobIds, type IdHash } from './hash.ts';
 import type { WorkerReply, WorkerRequest } from './pool.ts';
 import { alignedAt, writeRun } from './write.ts';
 
-const { enc, mac, level } = workerData as { enc: Uint8Array; mac: Uint8Array; level: number };
+const { enc, mac, level, idHash } = workerData as { enc: Uint8Array; mac: Uint8Array; level: number; idHash: IdHash };
+const idOf = blobIds(idHash, mac);
 const z = new Zstd(level);
 const scratch = new OpenScratch();
 
@@ -34,20 +35,21 @@ parentPort!.on('message', (req: WorkerRequest) => void handle(req));
 async function handle(req: WorkerRequest): Promise<void> {
   const input = Buffer.from(req.input);
   const out = Buffer.from(req.output);
+  const sources = req.sources.map((s) => Buffer.from(s));
   let at = 0;
   const items = req.items.map((it) => {
     const id = input.subarray(it.idOff, it.idOff + 32);
-    const src = input.subarray(it.off, it.off + it.len);
+    const src = (it.src === undefined ? input : sources[it.src]).subarray(it.off, it.off + it.len);
     try {
       if (req.op === 'hash') {
-        createHmac('sha256', mac).update(src).digest().copy(out, at);
+        idOf(src).copy(out, at);
         const r = { off: at, len: 32 };
         at += 32;
         return r;
       }
       if (req.op === 'hashSeal') {
         const id = out.subarray(at, at + 32);
-        createHmac('sha256', mac).update(src).digest().copy(id);
+        idOf(src).copy(id);
         const n = sealInto(z, enc, id, src, out, at + 32, it.level);
         const r = { off: at, len: 32 + n };
         at += 32 + n;
@@ -61,7 +63,7 @@ async function handle(req: WorkerRequest): Promise<void> {
       }
       // A plaintext bound for a file directly is aligned like its file position (codec/write.ts).
       if (it.dfd !== undefined && it.pos !== undefined) at = alignedAt(at, it.pos);
-      openInto(z, scratch, enc, mac, id, src, out.subarray(at, at + it.raw), it.where);
+      openInto(z, scratch, enc, idOf, id, src, out.subarray(at, at + it.raw), it.where);
       const r = { off: at, len: it.raw };
       at += it.raw;
       return r;

@@ -152,7 +152,9 @@ export async function backupTree(repo: Repository, opts: BackupOptions): Promise
   // Room for one slice behind the uncut tail of the previous one (a tail is shorter than the largest chunk).
   // One buffer more than files read at once: a file gives its buffer back only after taking the
   // next one (its uncut tail is copied across), so with fewer they could all wait on each other.
-  const pool = new BufferPool(READ_SLICE + repo.config.chunker.max, (opts.fileConcurrency ?? 4) + 1);
+  // The codec workers read chunks straight out of these buffers (no copy); storeFile keeps a
+  // buffer's bytes unchanged until its chunks are sealed.
+  const pool = new BufferPool(READ_SLICE + repo.config.chunker.max, (opts.fileConcurrency ?? 4) + 1, (n) => repo.codec.lendableBuffer(n));
   const files = nodes.filter((n) => n.type === 'file');
   const progress: BackupProgress = {
     filesTotal: files.length,

@@ -14,6 +14,7 @@
 import { createHmac } from 'node:crypto';
 import { ConfigError, IntegrityError } from '../util/errors.ts';
 import type { MasterKey } from '../codec/keys.ts';
+import { ID_HASHES, isIdHash, type IdHash } from '../codec/hash.ts';
 
 export const FORMAT_VERSION = 1;
 
@@ -35,6 +36,8 @@ export interface RepoConfig {
   chunker: { min: number; avg: number; max: number; seed: string };
   packSize: number;
   compressionLevel: number;
+  /** The blob id function (codec/hash.ts); absent in repositories made before it existed: hmac-sha256. */
+  idHash?: IdHash;
   mac?: string;
 }
 
@@ -100,6 +103,12 @@ export function parseConfig(raw: Buffer, where: string): RepoConfig {
       `repository ${where} uses format version ${probe.version}, newer than this Ferry understands (${FORMAT_VERSION})`,
       { hint: 'upgrade Ferry to open this repository' },
     );
+  }
+  const idHash = (json as { idHash?: unknown }).idHash;
+  if (idHash !== undefined && !isIdHash(idHash)) {
+    throw new ConfigError(`repository ${where} names its blobs with ${JSON.stringify(idHash)}, which this Ferry does not know (it knows ${ID_HASHES.join(', ')})`, {
+      hint: 'upgrade Ferry to open this repository',
+    });
   }
   const problem = configProblem(json as Record<string, unknown>);
   if (problem) throw new IntegrityError(`the config of repository ${where} is malformed: ${problem}`);

@@ -7,7 +7,7 @@
 import { hostname, userInfo } from 'node:os';
 import { compress, decompress } from '../codec/compress.ts';
 import { seal, unseal } from '../codec/encrypt.ts';
-import { sha256Hex } from '../codec/hash.ts';
+import { DEFAULT_ID_HASH, LEGACY_ID_HASH, sha256Hex, type IdHash } from '../codec/hash.ts';
 import { makeSlot, newMasterKey, openSlot, splitMaster, type Credential, type KeySlot, type MasterKey } from '../codec/keys.ts';
 import { listAll, type Storage } from '../storage/types.ts';
 import { systemClock, type Clock } from '../util/clock.ts';
@@ -23,6 +23,8 @@ export interface InitOptions {
   chunker?: { min: number; avg: number; max: number };
   packSize?: number;
   compressionLevel?: number;
+  /** The blob id function (codec/hash.ts); default BLAKE3. */
+  idHash?: IdHash;
   clock?: Clock;
 }
 
@@ -55,6 +57,16 @@ export class Repository {
     return this.config.id;
   }
 
+  /** The keyed hash that names this repository's blobs (fixed at `init`). */
+  get idHash(): IdHash {
+    return this.config.idHash ?? LEGACY_ID_HASH;
+  }
+
+  /** The id of a plaintext blob, on this thread. */
+  blobId(plain: Uint8Array): Buffer {
+    return this.codec.idOf(plain);
+  }
+
   static async init(storage: Storage, cred: Credential, opts: InitOptions = {}): Promise<Repository> {
     const clock = opts.clock ?? systemClock;
     if (await storage.stat('config')) {
@@ -72,6 +84,7 @@ export class Repository {
         chunker: { ...ch, seed: clock.random(32).toString('base64') },
         packSize: opts.packSize ?? DEFAULT_PACK_SIZE,
         compressionLevel: opts.compressionLevel ?? 3,
+        idHash: opts.idHash ?? DEFAULT_ID_HASH,
       },
       key,
     );
@@ -145,7 +158,7 @@ export class Repository {
 
   /** The worker pool that seals and opens blobs (started on first use). */
   get codec(): CodecPool {
-    this.pool ??= new CodecPool(this.key, this.config.compressionLevel, this.threads);
+    this.pool ??= new CodecPool(this.key, this.idHash, this.config.compressionLevel, this.threads);
     return this.pool;
   }
 

@@ -11,7 +11,6 @@ import { lstat, mkdir, open, readdir, rm, symlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execFile } from 'node:child_process';
 import { chmodSync, chownSync, constants, lchownSync, lutimesSync, utimesSync } from 'node:fs';
-import { blobId } from '../codec/hash.ts';
 import { mapLimit } from '../util/concurrency.ts';
 import { FerryError, IntegrityError } from '../util/errors.ts';
 import type { BlobLocation } from './index.ts';
@@ -301,7 +300,7 @@ async function differing(repo: Repository, fh: import('node:fs/promises').FileHa
     }
     const buf = Buffer.allocUnsafe(p.loc.rawLength);
     const { bytesRead } = await fh.read(buf, 0, buf.length, p.fileOffset);
-    if (bytesRead !== buf.length || blobId(repo.key.mac, buf).toString('hex') !== p.id) out.push(p);
+    if (bytesRead !== buf.length || repo.blobId(buf).toString('hex') !== p.id) out.push(p);
   }
   return out;
 }

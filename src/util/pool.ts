@@ -11,6 +11,8 @@ export class BufferPool {
     readonly size: number,
     /** At most this many buffers exist at once: `take` waits beyond it (a hard memory bound). */
     private readonly max: number,
+    /** Makes a buffer (default Buffer.allocUnsafeSlow; the backup lends its buffers to the codec workers). */
+    private readonly alloc: (size: number) => Buffer = (n) => Buffer.allocUnsafeSlow(n),
   ) {}
 
   async take(): Promise<Buffer> {
@@ -21,7 +23,7 @@ export class BufferPool {
     }
     if (this.out < this.max) {
       this.out++;
-      return Buffer.allocUnsafeSlow(this.size);
+      return this.alloc(this.size);
     }
     return new Promise((resolve) => this.waiters.push(resolve));
   }
@@ -29,7 +31,7 @@ export class BufferPool {
   /** Takes a buffer without waiting (allocating past the bound if need be). */
   takeNow(): Buffer {
     this.out++;
-    return this.free.pop() ?? Buffer.allocUnsafeSlow(this.size);
+    return this.free.pop() ?? this.alloc(this.size);
   }
 
   give(b: Buffer): void {

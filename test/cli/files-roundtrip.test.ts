@@ -8,7 +8,7 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { ferryOk } from '../harness/cli.ts';
+import { ferry, ferryOk } from '../harness/cli.ts';
 import { makeTempDir, type TempDir } from '../harness/tmp.ts';
 import { makeAwkwardTree, treeDigest } from '../harness/repo.ts';
 import { startS3Server, type S3Server } from '../harness/s3.ts';
@@ -46,7 +46,13 @@ for (const backend of ['fs', 's3'] as const) {
               AWS_SECRET_ACCESS_KEY: s3.credentials.secretAccessKey,
               FERRY_PASSWORD: 'pw',
             };
-      await ferryOk(['init'], { env });
+      // fs names blobs with keyed BLAKE3 (the default), S3 with HMAC-SHA-256: both ids round-trip.
+      const idHash = backend === 'fs' ? 'blake3' : 'hmac-sha256';
+      const bad = await ferry(['init', '--id-hash', 'md5'], { env });
+      assert.equal(bad.code, 2, bad.stderr);
+      assert.match(bad.stderr, /unknown id hash md5/);
+      const made = JSON.parse((await ferryOk(['init', ...(backend === 's3' ? ['--id-hash', idHash] : []), '--json'], { env })).stdout);
+      assert.equal(made.idHash, idHash);
       const first = JSON.parse((await ferryOk(['files', 'snapshot', src, '--json'], { env })).stdout);
       assert.ok(first.stats.files >= 10_000);
       assert.equal(first.stats.filesRead, first.stats.files);

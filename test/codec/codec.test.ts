@@ -1,13 +1,14 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
+import { createHmac, randomBytes } from 'node:crypto';
+import { createRequire } from 'node:module';
 import { closeSync, constants, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { compress, decompress, CODEC_NONE, CODEC_ZSTD } from '../../src/codec/compress.ts';
 import { seal, unseal } from '../../src/codec/encrypt.ts';
 import { makeSlot, newMasterKey, openSlot, splitMaster } from '../../src/codec/keys.ts';
-import { blobId } from '../../src/codec/hash.ts';
+import { BLAKE3_KEY_CONTEXT, blobIds, type IdHash } from '../../src/codec/hash.ts';
 import { Zstd } from '../../src/codec/compress.ts';
 import { ENVELOPE_OVERHEAD, openEnvelope, sealInto } from '../../src/codec/envelope.ts';
 import { CodecPool } from '../../src/codec/pool.ts';
@@ -49,34 +50,83 @@ describe('codecs', () => {
     const key = splitMaster(newMasterKey());
     const a = Buffer.from('a'.repeat(1000));
     const b = Buffer.from('b'.repeat(1000));
-    const ida = blobId(key.mac, a);
-    const idb = blobId(key.mac, b);
+    const idOf = blobIds('blake3', key.mac);
+    const ida = idOf(a);
+    const idb = idOf(b);
     const z = new Zstd(3);
     const out = Buffer.alloc(a.length + ENVELOPE_OVERHEAD);
     const sa = out.subarray(0, sealInto(z, key.enc, ida, a, out, 0));
-    assert.deepEqual(openEnvelope(z, key.enc, key.mac, ida, sa, a.length, 'p'), a);
-    assert.throws(() => openEnvelope(z, key.enc, key.mac, idb, sa, a.length, 'p'), IntegrityError);
+    assert.deepEqual(openEnvelope(z, key.enc, idOf, ida, sa, a.length, 'p'), a);
+    assert.throws(() => openEnvelope(z, key.enc, idOf, idb, sa, a.length, 'p'), IntegrityError);
     for (const i of [0, 5, 20, sa.length - 1]) {
       const bad = Buffer.from(sa);
       bad[i] ^= 1;
-      assert.throws(() => openEnvelope(z, key.enc, key.mac, ida, bad, a.length, 'p'), IntegrityError);
+      assert.throws(() => openEnvelope(z, key.enc, idOf, ida, bad, a.length, 'p'), IntegrityError);
     }
   });
 
-  it('the worker pool seals and opens the same envelopes, and reports a bad blob without failing the others', async () => {
+  it('blob ids: keyed BLAKE3 (the reference vector) and HMAC-SHA-256, each bound to its key', () => {
+    // BLAKE3's published keyed_hash vector for empty input under the test key.
+    const { Blake3Hasher } = createRequire(import.meta.url)('@napi-rs/blake-hash') as typeof import('@napi-rs/blake-hash');
+    const vector = Blake3Hasher.newKeyed(Buffer.from('whats the Elvish word for friend')).update(Buffer.alloc(0)).digest('hex');
+    assert.equal(vector, '92b2b75604ed3c761f9d6f62392c8a9227ad0ea3f09573e783f1498a4ed60d26');
+    const mac = randomBytes(32);
+    const data = randomBytes(70_000);
+    const b3 = blobIds('blake3', mac);
+    const bk = createHmac('sha256', mac).update(BLAKE3_KEY_CONTEXT).digest();
+    assert.equal(b3(data).toString('hex'), Blake3Hasher.newKeyed(bk).update(data).digest('hex'));
+    assert.ok(b3(data).equals(b3(Buffer.from(data))), 'the reused hasher starts afresh each time');
+    assert.ok(blobIds('hmac-sha256', mac)(data).equals(createHmac('sha256', mac).update(data).digest()));
+    assert.ok(!b3(data).equals(blobIds('blake3', randomBytes(32))(data)), 'another key, another id');
+    // Views of shared memory (the codec pool's slabs) hash like ordinary buffers.
+    const shared = Buffer.from(new SharedArrayBuffer(data.length + 10)).subarray(10);
+    data.copy(shared);
+    assert.ok(b3(shared).equals(b3(data)));
+  });
+
+  for (const idHash of ['blake3', 'hmac-sha256'] as IdHash[]) {
+    it(`the worker pool seals and opens the same envelopes, and reports a bad blob without failing the others (${idHash} ids)`, async () => {
+      const key = splitMaster(newMasterKey());
+      const pool = new CodecPool(key, idHash, 3, 2);
+      try {
+        const plains = Array.from({ length: 50 }, (_, i) => (i % 2 ? randomBytes(70_000 + i) : Buffer.from(`text ${i} `.repeat(5000))));
+        const idOf = blobIds(idHash, key.mac);
+        const ids = plains.map((p) => idOf(p));
+        // Ids computed on a worker (large inputs) and on this thread (small ones) agree.
+        assert.ok((await pool.hash(plains[1])).equals(ids[1]));
+        assert.ok((await pool.hash(Buffer.from('small'))).equals(idOf(Buffer.from('small'))));
+        const sealed = await Promise.all(plains.map((p, i) => pool.seal(ids[i], p, (s) => Buffer.from(s))));
+        sealed[7] = Buffer.from(sealed[7]);
+        sealed[7][30] ^= 1;
+        const opened = await Promise.allSettled(sealed.map((s, i) => pool.open(ids[i], s, plains[i].length, 'pack x')));
+        opened.forEach((r, i) => {
+          if (i === 7) assert.ok(r.status === 'rejected' && r.reason instanceof IntegrityError && /pack x/.test(r.reason.message));
+          else assert.ok(r.status === 'fulfilled' && r.value.equals(plains[i]), `blob ${i}`);
+        });
+      } finally {
+        await pool.close();
+      }
+    });
+  }
+
+  it('reads inputs in lent buffers where they are: ids and blobs equal those of copied inputs, mixed in one batch', async () => {
     const key = splitMaster(newMasterKey());
-    const pool = new CodecPool(key, 3, 2);
+    const pool = new CodecPool(key, 'blake3', 3, 2);
     try {
-      const plains = Array.from({ length: 50 }, (_, i) => (i % 2 ? randomBytes(70_000 + i) : Buffer.from(`text ${i} `.repeat(5000))));
-      const ids = plains.map((p) => blobId(key.mac, p));
-      const sealed = await Promise.all(plains.map((p, i) => pool.seal(ids[i], p, (s) => Buffer.from(s))));
-      sealed[7] = Buffer.from(sealed[7]);
-      sealed[7][30] ^= 1;
-      const opened = await Promise.allSettled(sealed.map((s, i) => pool.open(ids[i], s, plains[i].length, 'pack x')));
-      opened.forEach((r, i) => {
-        if (i === 7) assert.ok(r.status === 'rejected' && r.reason instanceof IntegrityError && /pack x/.test(r.reason.message));
-        else assert.ok(r.status === 'fulfilled' && r.value.equals(plains[i]), `blob ${i}`);
-      });
+      const idOf = blobIds('blake3', key.mac);
+      const a = pool.lendableBuffer(1 << 20);
+      const b = pool.lendableBuffer(1 << 20);
+      randomBytes(1 << 20).copy(a);
+      Buffer.from('compressible page '.repeat(60_000)).copy(b);
+      // Views at odd offsets of two lent buffers, and plain buffers, all queued in one turn.
+      const inputs = [a.subarray(17, 65_553), b.subarray(4096, 4096 + 65_536), Buffer.from(a.subarray(100_000, 170_000)), b.subarray(300_001, 400_000), a.subarray(900_000)];
+      const got = await Promise.all(inputs.map((p) => pool.hashSeal(p, (id, sealed) => ({ id: Buffer.from(id), sealed: Buffer.from(sealed) }))));
+      const hashed = await Promise.all(inputs.map((p) => pool.hash(p)));
+      for (const [i, p] of inputs.entries()) {
+        assert.ok(got[i].id.equals(idOf(p)), `hashSeal id of input ${i}`);
+        assert.ok(hashed[i].equals(idOf(p)), `hash of input ${i}`);
+        assert.ok((await pool.open(got[i].id, got[i].sealed, p.length, 'x')).equals(p), `blob ${i}`);
+      }
     } finally {
       await pool.close();
     }
@@ -85,12 +135,12 @@ describe('codecs', () => {
   for (const threads of [2, 0]) {
     it(`hashSeal gives the blob id with the sealed blob, at the level asked; openTo writes blobs into a file (${threads} worker threads)`, async () => {
       const key = splitMaster(newMasterKey());
-      const pool = new CodecPool(key, 3, threads);
+      const pool = new CodecPool(key, 'blake3', 3, threads);
       const dir = mkdtempSync(join(tmpdir(), 'ferry-codec-'));
       try {
         const plains = Array.from({ length: 40 }, (_, i) => (i % 3 ? randomBytes(65_536) : Buffer.from(`page ${i} `.repeat(10_000).slice(0, 65_536))));
         const got = await Promise.all(plains.map((p, i) => pool.hashSeal(p, (id, sealed) => ({ id: Buffer.from(id), sealed: Buffer.from(sealed) }), i % 2 ? 1 : undefined)));
-        got.forEach((g, i) => assert.ok(g.id.equals(blobId(key.mac, plains[i])), `id of blob ${i}`));
+        got.forEach((g, i) => assert.ok(g.id.equals(blobIds('blake3', key.mac)(plains[i])), `id of blob ${i}`));
         // Adjacent blobs written through the workers (coalesced) make the file byte for byte.
         const path = join(dir, 'out');
         const fd = openSync(path, 'w');

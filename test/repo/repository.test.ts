@@ -3,7 +3,8 @@ import assert from 'node:assert/strict';
 import { readdir, readFile, writeFile, appendFile, mkdir, utimes } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Repository } from '../../src/repo/repository.ts';
-import { parseConfig } from '../../src/repo/format.ts';
+import { parseConfig, signConfig } from '../../src/repo/format.ts';
+import { blobIds } from '../../src/codec/hash.ts';
 import { backupTree } from '../../src/repo/backup.ts';
 import { restoreTree } from '../../src/repo/restore.ts';
 import { checkRepository } from '../../src/repo/check.ts';
@@ -50,6 +51,32 @@ describe('repository', () => {
     cfg.packSize = 1;
     await storage.put('config', Buffer.from(JSON.stringify(cfg)));
     await assert.rejects(Repository.open(storage, [cred]), IntegrityError);
+  });
+
+  it('names blobs with keyed BLAKE3 in new repositories and keeps HMAC-SHA-256 in repositories made before it', async () => {
+    const { repo, src, dir } = await setup();
+    assert.equal(repo.config.idHash, 'blake3');
+    const snap = await backupTree(repo, { root: src, kind: 'files', asset: 't' });
+    const someId = snap.manifest.tree[0];
+    const plain = await repo.loadBlob(someId);
+    assert.equal(blobIds('blake3', repo.key.mac)(plain).toString('hex'), someId);
+    // A config without idHash (written before it existed), signed as such, means HMAC-SHA-256.
+    const legacyStore = new FsStorage(join(dir.path, 'legacy'));
+    const legacy = await Repository.init(legacyStore, cred, { idHash: 'hmac-sha256' });
+    const { idHash: _, mac: __, ...rest } = legacy.config;
+    await legacyStore.put('config', Buffer.from(JSON.stringify(signConfig(rest, legacy.key))));
+    const reopened = await Repository.open(legacyStore, [cred]);
+    assert.equal(reopened.idHash, 'hmac-sha256');
+    const first = await backupTree(reopened, { root: src, kind: 'files', asset: 't' });
+    assert.equal(blobIds('hmac-sha256', reopened.key.mac)(await reopened.loadBlob(first.manifest.tree[0])).toString('hex'), first.manifest.tree[0]);
+    const out = join(dir.path, 'legacy-out');
+    await restoreTree(reopened, first.manifest, out);
+    assert.equal(await treeDigest(out), await treeDigest(src));
+    assert.equal((await checkRepository(reopened, { readData: true })).ok, true);
+    // The config's MAC covers the id function: switching it is tampering.
+    const cfg = JSON.parse((await legacyStore.get('config')).toString());
+    await legacyStore.put('config', Buffer.from(JSON.stringify({ ...cfg, idHash: 'blake3' })));
+    await assert.rejects(Repository.open(legacyStore, [cred]), IntegrityError);
   });
 
   it('rotates keys: a new slot opens, removing the old slot locks the old passphrase out', async () => {
@@ -182,5 +209,7 @@ describe('repository config parsing', () => {
     assert.throws(() => parse({ ...good, format: 'restic' }), (e: Error) => e instanceof ConfigError && /not a Ferry repository/.test(e.message));
     assert.throws(() => parse({ ...good, version: 99 }), (e: Error) => e instanceof ConfigError && /newer than this Ferry/.test(e.message));
     assert.throws(() => parseConfig(Buffer.from('{'), 'repo x'), (e: Error) => e instanceof IntegrityError && /not valid JSON/.test(e.message));
+    assert.throws(() => parse({ ...good, idHash: 'sha3' }), (e: Error) => e instanceof ConfigError && /"sha3", which this Ferry does not know/.test(e.message) && /upgrade Ferry/.test(String((e as ConfigError).hint)));
+    assert.equal(parse({ ...good, idHash: 'blake3' }).idHash, 'blake3');
   });
 });
