@@ -22,12 +22,14 @@ const scratch = new OpenScratch();
 /**
  * The cipher hands back a fresh buffer per slice. Their memory lives outside the JS heap,
  * and V8 collects it only after tens of MB have piled up (external-memory pressure), so
- * each worker sat on up to ~50 MB of dead slices. A young-generation collection every few
- * MB of output (well under a millisecond on this tiny heap) frees them.
+ * each worker sat on up to ~50 MB of dead slices. A young-generation collection every 2 MiB
+ * of output (well under a millisecond on this tiny heap) frees them. Every 8 MiB left the
+ * malloc arenas of the workers holding that much more at their peak: the 10 GB snapshot of
+ * bench/memory peaked at 277-298 MB over four runs, against 263-275 MB with 2 MiB.
  */
 setFlagsFromString('--expose-gc');
 const collect = runInNewContext('gc') as ((o: { type: 'minor' | 'major' }) => void) | undefined;
-const COLLECT_EVERY = 8 << 20;
+const COLLECT_EVERY = 2 << 20;
 let sinceCollect = 0;
 
 parentPort!.on('message', (req: WorkerRequest) => void handle(req));
