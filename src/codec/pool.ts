@@ -11,7 +11,7 @@
  * transferred, no backing store changes hands (transferred ArrayBuffers count as
  * new external memory each time, which kept the main thread in full GCs).
  *
- * Inputs in buffers made by `lendableBuffer` are not copied at all: the worker reads them
+ * Inputs in buffers given to `lend` are not copied at all: the worker reads them
  * where they are (the backup's read buffers, which it holds until their chunks are sealed),
  * which saves the main thread copying every byte of a snapshot once.
  *
@@ -52,7 +52,7 @@ export interface WorkerRequest {
   op: Op;
   input: SharedArrayBuffer;
   output: SharedArrayBuffer;
-  /** Lent buffers that items read in place (see `lendableBuffer`). */
+  /** Lent buffers that items read in place (see `lend`). */
   sources: SharedArrayBuffer[];
   items: WorkerItem[];
 }
@@ -173,13 +173,14 @@ export class CodecPool {
   readonly idOf: BlobIdFn = (plain) => (this.ids ??= blobIds(this.idHash, this.key.mac))(plain);
 
   /**
-   * A buffer whose contents workers read in place instead of a copy. The caller promises not
-   * to change the bytes of a job's input until that job settles.
+   * Lends `buf` (a view of a SharedArrayBuffer) to the workers: inputs in it are read in place
+   * instead of copied. The caller promises not to change the bytes of a job's input until that
+   * job settles. Returns `buf`.
    */
-  lendableBuffer(size: number): Buffer {
-    const b = new SharedArrayBuffer(size);
-    this.lent.add(b);
-    return Buffer.from(b);
+  lend(buf: Buffer): Buffer {
+    if (!(buf.buffer instanceof SharedArrayBuffer)) throw new TypeError('only views of a SharedArrayBuffer can be lent to the codec workers');
+    this.lent.add(buf.buffer);
+    return buf;
   }
 
   /** With `threads: 0`: runs `f` on this thread with its zstd context; a throw becomes a rejection. */

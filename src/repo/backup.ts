@@ -13,6 +13,7 @@ import { join } from 'node:path';
 import { fileChecksum } from '../codec/hash.ts';
 import { mapLimit } from '../util/concurrency.ts';
 import { BufferPool } from '../util/pool.ts';
+import { scannableBuffer } from './gearscan.ts';
 import { FerryError, StorageError } from '../util/errors.ts';
 import { killPoint } from '../util/killpoint.ts';
 import type { Chunker } from './chunker.ts';
@@ -152,9 +153,9 @@ export async function backupTree(repo: Repository, opts: BackupOptions): Promise
   // Room for one slice behind the uncut tail of the previous one (a tail is shorter than the largest chunk).
   // One buffer more than files read at once: a file gives its buffer back only after taking the
   // next one (its uncut tail is copied across), so with fewer they could all wait on each other.
-  // The codec workers read chunks straight out of these buffers (no copy); storeFile keeps a
-  // buffer's bytes unchanged until its chunks are sealed.
-  const pool = new BufferPool(READ_SLICE + repo.config.chunker.max, (opts.fileConcurrency ?? 4) + 1, (n) => repo.codec.lendableBuffer(n));
+  // FastCDC scans these buffers in WebAssembly and the codec workers read chunks straight out
+  // of them (no copy); storeFile keeps a buffer's bytes unchanged until its chunks are sealed.
+  const pool = new BufferPool(READ_SLICE + repo.config.chunker.max, (opts.fileConcurrency ?? 4) + 1, (n) => repo.codec.lend(scannableBuffer(n)));
   const files = nodes.filter((n) => n.type === 'file');
   const progress: BackupProgress = {
     filesTotal: files.length,

@@ -12,6 +12,7 @@
  * must not reuse pushed buffers.
  */
 import { createHash } from 'node:crypto';
+import { scanInPlace } from './gearscan.ts';
 
 export interface ChunkerParams {
   min: number;
@@ -81,6 +82,8 @@ export class FastCdc implements Chunker {
     const g = this.gear;
     const ms = this.maskS;
     const ml = this.maskL;
+    const fast = scanInPlace(buf, g, start + min, start + normal, start + n, ms, ml);
+    if (fast !== undefined) return fast >= 0 ? fast - start : limited || eof ? n : -1;
     let h = 0;
     let i = start + min;
     const nEnd = start + normal;

@@ -114,8 +114,8 @@ describe('codecs', () => {
     const pool = new CodecPool(key, 'blake3', 3, 2);
     try {
       const idOf = blobIds('blake3', key.mac);
-      const a = pool.lendableBuffer(1 << 20);
-      const b = pool.lendableBuffer(1 << 20);
+      const a = pool.lend(Buffer.from(new SharedArrayBuffer(1 << 20)));
+      const b = pool.lend(Buffer.from(new WebAssembly.Memory({ initial: 17, maximum: 17, shared: true }).buffer as unknown as SharedArrayBuffer, 4096, 1 << 20));
       randomBytes(1 << 20).copy(a);
       Buffer.from('compressible page '.repeat(60_000)).copy(b);
       // Views at odd offsets of two lent buffers, and plain buffers, all queued in one turn.
@@ -127,6 +127,7 @@ describe('codecs', () => {
         assert.ok(hashed[i].equals(idOf(p)), `hash of input ${i}`);
         assert.ok((await pool.open(got[i].id, got[i].sealed, p.length, 'x')).equals(p), `blob ${i}`);
       }
+      assert.throws(() => pool.lend(Buffer.alloc(10)), TypeError);
     } finally {
       await pool.close();
     }
