@@ -24,6 +24,7 @@ import { availableParallelism } from 'node:os';
 import { createRequire } from 'node:module';
 import type { Worker } from 'node:worker_threads';
 import { FerryError, IntegrityError } from '../util/errors.ts';
+import { keepYoungGenerationSmall } from '../util/heap.ts';
 import { ALIGN, writeRun } from './write.ts';
 import { Zstd } from './compress.ts';
 import { ENVELOPE_OVERHEAD, openEnvelope, sealInto } from './envelope.ts';
@@ -92,6 +93,8 @@ const BATCH_BYTES = 3 << 20;
  * configured with bigger chunks) gets its own buffers.
  */
 const SLAB = (4 << 20) + (64 << 10);
+/** Room for the ids of a batch of lent inputs (32 bytes each). */
+const SMALL_SLAB = 64 << 10;
 /**
  * Batches in flight per worker. Opening for a restore: two, so a worker opens the next batch
  * while the file writes of the last one run (codec/write.ts). Sealing: one; a second batch
@@ -150,6 +153,7 @@ export class CodecPool {
   private localOut = Buffer.alloc(0);
   private failed?: Error;
   private readonly slabs: SharedArrayBuffer[] = [];
+  private readonly smallSlabs: SharedArrayBuffer[] = [];
   private readonly lent = new WeakSet<ArrayBufferLike>();
 
   constructor(
@@ -158,6 +162,7 @@ export class CodecPool {
     private readonly level: number,
     threads: number = availableParallelism(),
   ) {
+    if (threads > 0) keepYoungGenerationSmall();
     for (let i = 0; i < threads; i++) {
       const w = startWorker({ enc: key.enc, mac: key.mac, level, idHash });
       const entry = { w, busy: 0 };
@@ -284,6 +289,9 @@ export class CodecPool {
     // Larger than a slab (a chunker set to bigger chunks): a plain buffer, used once. Its start
     // is not page-aligned, so a direct write from it fails with EINVAL and falls back (write.ts).
     if (n > SLAB) return new SharedArrayBuffer(n);
+    // The input of a batch whose inputs are all lent holds only their ids: a small slab (a large
+    // one, once written as some batch's output, would stay resident for a few ids).
+    if (n <= SMALL_SLAB) return this.smallSlabs.pop() ?? new SharedArrayBuffer(SMALL_SLAB);
     return this.slabs.pop() ?? alignedShared(SLAB);
   }
 
@@ -292,6 +300,7 @@ export class CodecPool {
     // the batches in flight need. Dropping one would not free it soon: a WebAssembly memory goes
     // only with a full GC, which its size does not prompt.
     if (b.byteLength === SLAB) this.slabs.push(b);
+    else if (b.byteLength === SMALL_SLAB) this.smallSlabs.push(b);
   }
 
   /** Sends queued jobs, cut into batches whose inputs and outputs fit a slab, while a worker has room. */
