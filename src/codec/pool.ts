@@ -175,7 +175,7 @@ export class CodecPool {
 
   private ids?: BlobIdFn;
   /** The blob id of `plain`, on this thread. */
-  readonly idOf: BlobIdFn = (plain) => (this.ids ??= blobIds(this.idHash, this.key.mac))(plain);
+  private readonly idOf: BlobIdFn = (plain) => (this.ids ??= blobIds(this.idHash, this.key.mac))(plain);
 
   /**
    * Lends `buf` (a view of a SharedArrayBuffer) to the workers: inputs in it are read in place

@@ -62,11 +62,6 @@ export class Repository {
     return this.config.idHash ?? LEGACY_ID_HASH;
   }
 
-  /** The id of a plaintext blob, on this thread. */
-  blobId(plain: Uint8Array): Buffer {
-    return this.codec.idOf(plain);
-  }
-
   static async init(storage: Storage, cred: Credential, opts: InitOptions = {}): Promise<Repository> {
     const clock = opts.clock ?? systemClock;
     if (await storage.stat('config')) {

@@ -300,7 +300,7 @@ async function differing(repo: Repository, fh: import('node:fs/promises').FileHa
     }
     const buf = Buffer.allocUnsafe(p.loc.rawLength);
     const { bytesRead } = await fh.read(buf, 0, buf.length, p.fileOffset);
-    if (bytesRead !== buf.length || repo.blobId(buf).toString('hex') !== p.id) out.push(p);
+    if (bytesRead !== buf.length || (await repo.codec.hash(buf)).toString('hex') !== p.id) out.push(p);
   }
   return out;
 }
