@@ -13,7 +13,7 @@
 import { dirname, join, resolve } from 'node:path';
 import { bytes, table } from '../util/format.ts';
 import { FerryError, UsageError, errorMessage } from '../util/errors.ts';
-import { WalMissingError, fetchWalOpening, listWal, parseTimeline, pushWal, readWalFile, writeFileAtomic } from '../postgres/wal.ts';
+import { WalMissingError, fetchWalOpeningTo, listWal, parseTimeline, pushWalFile } from '../postgres/wal.ts';
 import { parseWalName } from '../postgres/walname.ts';
 import { onStopSignals, seconds, str, type Command, type ParsedArgs } from './command.ts';
 import type { Context } from './context.ts';
@@ -90,9 +90,9 @@ const push: Command = {
     // Open the repository while the file is read (on S3 that is a few round trips).
     const opening = ctx.repo();
     opening.catch(() => undefined);
-    const { name, data } = await readWalFile(path);
+    const name = parseWalName(path.slice(path.lastIndexOf('/') + 1)).name;
     const repo = await opening;
-    const r = await pushWal(repo, name, data, { where: positionals[0] });
+    const r = await pushWalFile(repo, path, { where: positionals[0] });
     if (r.outcome === 'duplicate') ctx.warn(`${name} is already archived in ${repo.location} with the same content; nothing to do`);
     if (r.outcome === 'covered') ctx.warn(`${name}: the archived copy in ${repo.location} already holds all of this file; nothing to do`);
     if (r.outcome === 'replaced') ctx.warn(`${name}: replaced the archived copy, which this file extends`);
@@ -170,9 +170,7 @@ async function fetchRun(ctx: Context, { positionals, values }: ParsedArgs): Prom
 
 /** One WAL file from the repository into `dest` (atomically); returns its size. */
 async function fetchInto(ctx: Context, name: string, dest: string): Promise<number> {
-  const data = await fetchWalOpening(ctx.repo(), ctx.storage(), name);
-  await writeFileAtomic(dest, data);
-  return data.length;
+  return fetchWalOpeningTo(ctx.repo(), ctx.storage(), name, dest);
 }
 
 const list: Command = {
@@ -309,3 +307,6 @@ const fetchWorker: Command = {
 };
 
 export const walCommands: Command[] = [push, fetch, list, stream, pushWorker, fetchWorker];
+
+/** The commands PostgreSQL runs once per WAL file (see ferry-wal.ts). */
+export const walSegmentCommands: Command[] = [push, fetch];

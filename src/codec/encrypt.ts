@@ -30,6 +30,53 @@ export function sealParts(key: Buffer, aad: Buffer, plain: Buffer): Buffer[] {
   return parts;
 }
 
+/**
+ * `sealParts` for plaintext that arrives in pieces: `begin()` gives the nonce, `update()`
+ * the ciphertext of each piece (in SLICE-sized buffers of their own, safe to keep), and
+ * `end()` the tag. The concatenation is exactly what `seal` writes.
+ */
+export class SealStream {
+  private readonly c;
+  readonly nonce = randomBytes(NONCE_BYTES);
+
+  constructor(key: Buffer, aad: Buffer) {
+    this.c = createCipheriv('aes-256-gcm', key, this.nonce);
+    this.c.setAAD(aad);
+  }
+
+  update(piece: Uint8Array, out: Buffer[]): void {
+    for (let o = 0; o < piece.length; o += SLICE) out.push(this.c.update(piece.subarray(o, o + SLICE)));
+  }
+
+  end(out: Buffer[]): void {
+    const tail = this.c.final();
+    if (tail.length) out.push(tail);
+    out.push(this.c.getAuthTag());
+  }
+}
+
+/**
+ * Decrypts a sealed message (nonce || ciphertext || tag) in slices, handing each piece of
+ * plaintext to `emit` BEFORE the tag is checked: the caller MUST treat what it got as
+ * untrusted until `unsealStream` returns (write it to a temp file, publish it only then).
+ * Throws IntegrityError when the tag does not match.
+ */
+export function unsealStream(key: Buffer, aad: Buffer, sealed: Buffer, what: string, emit: (piece: Buffer) => void): void {
+  if (sealed.length < SEAL_OVERHEAD) throw new IntegrityError(`${what} is truncated (${sealed.length} bytes)`);
+  const d = createDecipheriv('aes-256-gcm', key, sealed.subarray(0, NONCE_BYTES));
+  d.setAAD(aad);
+  d.setAuthTag(sealed.subarray(sealed.length - TAG_BYTES));
+  const body = sealed.subarray(NONCE_BYTES, sealed.length - TAG_BYTES);
+  for (let o = 0; o < body.length; o += SLICE) emit(d.update(body.subarray(o, o + SLICE)));
+  let tail: Buffer;
+  try {
+    tail = d.final();
+  } catch {
+    throw new IntegrityError(`${what} failed authentication (corrupted or tampered)`);
+  }
+  if (tail.length) emit(tail);
+}
+
 export function seal(key: Buffer, aad: Buffer, plain: Buffer): Buffer {
   return Buffer.concat(sealParts(key, aad, plain));
 }

@@ -50,7 +50,7 @@ import { basename, dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Repository } from '../repo/repository.ts';
 import { errorMessage, FerryError, StorageError } from '../util/errors.ts';
-import { fetchWal, pushWal, WalMissingError, writeFileAtomic, type PushResult } from './wal.ts';
+import { fetchWalTo, pushWalFile, WalMissingError, type PushResult } from './wal.ts';
 import { parseWalName, segmentName } from './walname.ts';
 
 export interface SpoolLayout {
@@ -448,9 +448,9 @@ export async function runPushWorker(repo: Repository, o: PushWorkerOptions): Pro
         await writeMarker(doneFile, JSON.stringify({ identity: before, repo: o.repoUrl, outcome: 'duplicate', storedBytes: 0, at: Date.now() } satisfies DoneMarker));
         return;
       }
-      const data = await readFile(c.path);
-      if ((await fileIdentity(c.path)) !== before) return; // changed while reading: next round
-      const r = await pushWal(repo, c.name, data, { where: c.path });
+      const r = await pushWalFile(repo, c.path, { where: c.path });
+      // Changed while it was read (PostgreSQL never changes a ready file): no marker, next round.
+      if ((await fileIdentity(c.path)) !== before) return;
       pushed.set(c.name, before);
       stats.pushed++;
       stats.bytes += r.bytes;
@@ -649,8 +649,7 @@ export async function runFetchWorker(repo: Repository, o: FetchWorkerOptions): P
 
   const fetchOne = async (name: string): Promise<void> => {
     try {
-      const data = await fetchWal(repo, name);
-      await writeFileAtomic(join(L.fetched, name), data);
+      await fetchWalTo(repo, name, join(L.fetched, name));
       fetched++;
       missingAt.delete(name);
     } catch (e) {

@@ -10,9 +10,13 @@
  * cannot be served under another name (segment N as N+1, a `.partial` as the
  * complete segment) without failing authentication. Compression is zstd at
  * WAL_LEVEL (level 1: on pgbench WAL it compresses within a few percent of
- * level 3 at about twice the speed; see the measurements in the module tests),
- * on WAL_THREADS zstd threads: PostgreSQL waits for each segment, and two threads
- * took a 16 MiB segment of table data from 30 to 20 ms here.
+ * level 3 at about twice the speed; see the measurements in the module tests).
+ *
+ * Files of SLICE bytes and more (segments) are pushed and fetched one SLICE at a
+ * time through reused buffers (`pushWalFile`, `fetchWalToFile`): on this kind of
+ * machine fresh memory costs about 2.5 ms per MiB to fault in, so holding a 16 MiB
+ * segment whole cost more than compressing it (a cold `wal push` of compressible
+ * WAL: read 44 ms + compress 27 ms whole, against 5 + 10 ms in slices).
  *
  * Durability rule 1, as `pushWal` implements it: the object is written with
  * if-none-match (or stat-then-put on backends without conditional put), `put`
@@ -28,12 +32,11 @@
  * This module knows no argv and prints nothing; the CLI (cli/wal.ts) does.
  */
 import { randomBytes } from 'node:crypto';
-import { open, rename, unlink, type FileHandle } from 'node:fs/promises';
-import { readFileSync } from 'node:fs';
-import { availableParallelism } from 'node:os';
+import { closeSync, fstatSync, openSync, readSync, renameSync, unlinkSync, writeSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
-import { CODEC_NONE, decompress, Zstd } from '../codec/compress.ts';
-import { sealParts, unseal } from '../codec/encrypt.ts';
+import { Readable } from 'node:stream';
+import { CODEC_NONE, CODEC_ZSTD, decompress, frameContentSize, Zstd, ZstdStreamCompressor, ZstdStreamDecompressor } from '../codec/compress.ts';
+import { sealParts, SealStream, unseal, unsealStream } from '../codec/encrypt.ts';
 import type { MasterKey } from '../codec/keys.ts';
 import type { Repository } from '../repo/repository.ts';
 import { listAll, type Storage } from '../storage/types.ts';
@@ -43,8 +46,8 @@ import { parseWalName, walKey, type WalKind, type WalName } from './walname.ts';
 
 /** zstd level for WAL objects (see the module header). */
 export const WAL_LEVEL = 1;
-/** zstd threads for one WAL file (at most two cores: the database runs beside it). */
-export const WAL_THREADS = Math.min(2, availableParallelism());
+/** Files this large or larger go through the repository in slices of this size (see the module header). */
+export const SLICE = 1 << 20;
 
 export const MIN_SEGMENT_SIZE = 1 << 20;
 export const MAX_SEGMENT_SIZE = 1 << 30;
@@ -63,7 +66,7 @@ let zstd: Zstd | undefined;
 
 /** Compresses and seals one WAL file's bytes for storage under `name`. */
 export function sealWal(key: MasterKey, name: string, plain: Buffer): Buffer {
-  zstd ??= new Zstd(WAL_LEVEL, WAL_THREADS);
+  zstd ??= new Zstd(WAL_LEVEL);
   const c = zstd.compressView(plain);
   const data = c.codec === CODEC_NONE ? plain : Buffer.from(c.data.buffer, c.data.byteOffset, c.data.length);
   return Buffer.concat([Buffer.from([c.codec]), ...sealParts(key.enc, walAad(name, c.codec), data)]);
@@ -135,18 +138,23 @@ function sizeText(n: number): string {
  * History, backup and `.partial` files may have any size.
  */
 export function checkWalFile(name: string, data: Buffer, where: string): WalName {
+  return checkWalHead(name, data, data.length, where);
+}
+
+/** `checkWalFile` from the file's first bytes (at least its first page) and its size. */
+export function checkWalHead(name: string, head: Buffer, size: number, where: string): WalName {
   const w = parseWalName(name);
-  if (data.length > MAX_SEGMENT_SIZE) throw new IntegrityError(`${where} has ${data.length} bytes, more than any WAL file can have`);
+  if (size > MAX_SEGMENT_SIZE) throw new IntegrityError(`${where} has ${size} bytes, more than any WAL file can have`);
   if (w.kind !== 'segment' && w.kind !== 'partial') return w;
-  const hdr = readLongPageHeader(data);
+  const hdr = readLongPageHeader(head);
   if (w.kind === 'segment') {
-    if (hdr && hdr.segmentSize !== data.length) {
-      throw new IntegrityError(`${where} has ${sizeText(data.length)} but its page header says the cluster's WAL segment size is ${sizeText(hdr.segmentSize)}`, {
+    if (hdr && hdr.segmentSize !== size) {
+      throw new IntegrityError(`${where} has ${sizeText(size)} but its page header says the cluster's WAL segment size is ${sizeText(hdr.segmentSize)}`, {
         hint: 'the file is truncated or not a complete WAL segment; PostgreSQL archives only complete segments',
       });
     }
-    if (!isPowerOfTwo(data.length) || data.length < MIN_SEGMENT_SIZE || data.length > MAX_SEGMENT_SIZE) {
-      throw new IntegrityError(`${where} has ${sizeText(data.length)}; a WAL segment has the cluster's segment size (a power of two from 1 MiB to 1 GiB, 16 MiB by default)`, {
+    if (!isPowerOfTwo(size) || size < MIN_SEGMENT_SIZE || size > MAX_SEGMENT_SIZE) {
+      throw new IntegrityError(`${where} has ${sizeText(size)}; a WAL segment has the cluster's segment size (a power of two from 1 MiB to 1 GiB, 16 MiB by default)`, {
         hint: 'the file is truncated or not a WAL segment',
       });
     }
@@ -216,49 +224,171 @@ export interface PushOptions {
 }
 
 /**
- * Stores one WAL file durably (rule 1) and returns only once its length is
- * checked. Validates the file first (`checkWalFile`).
+ * Stores one WAL file held in memory durably (rule 1) and returns only once its
+ * length is checked. Validates the file first (`checkWalFile`).
  */
 export async function pushWal(repo: Repository, name: string, data: Buffer, opts: PushOptions = {}): Promise<PushResult> {
   const where = opts.where ?? name;
   const w = checkWalFile(name, data, where);
+  return storeWal(repo, { name, kind: w.kind, bytes: data.length, sealed: () => [sealWal(repo.key, name, data)], plain: () => data }, where);
+}
+
+/**
+ * `pushWal` of the WAL file at `path` (its base name is its WAL name), read,
+ * compressed and sealed one SLICE at a time through reused buffers (see the module
+ * header); on a local repository each sealed piece goes to the temp file as it is
+ * made. The bytes stored are those read; a file that changes size while it is read
+ * fails the push (PostgreSQL hands over only complete files, so that means something
+ * else is writing it).
+ */
+export async function pushWalFile(repo: Repository, path: string, opts: PushOptions = {}): Promise<PushResult> {
+  const where = opts.where ?? path;
+  const name = basename(path);
+  parseWalName(name);
+  const fd = openWalFile(path);
+  let slicer: Slicer | undefined;
+  try {
+    const size = fstatSync(fd).size;
+    if (size < SLICE) {
+      const data = readSlice(fd, Buffer.allocUnsafe(size), 0, where);
+      if (data.length !== size) throw changed(where);
+      return await pushWal(repo, name, data, { where });
+    }
+    const { buf, z } = (slicer = idleSlicers.pop() ?? { buf: Buffer.allocUnsafeSlow(SLICE), z: new ZstdStreamCompressor(WAL_LEVEL, SLICE) });
+    const head = readSlice(fd, buf, 0, where);
+    const w = checkWalHead(name, head, size, where);
+    const sealed = function* (): Generator<Buffer> {
+      const enc = new SealStream(repo.key.enc, walAad(name, CODEC_ZSTD));
+      const out: Buffer[] = [Buffer.from([CODEC_ZSTD]), enc.nonce];
+      const emit = (piece: Uint8Array): void => enc.update(piece, out);
+      z.begin(size);
+      let pos = 0;
+      let slice = head;
+      for (;;) {
+        pos += slice.length;
+        const end = pos >= size;
+        z.write(slice, end, emit);
+        if (end) break;
+        yield* out.splice(0);
+        slice = readSlice(fd, buf, pos, where);
+        if (slice.length === 0) throw changed(where);
+      }
+      if (pos !== size || fstatSync(fd).size !== size) throw changed(where);
+      enc.end(out);
+      yield* out;
+    };
+    const plain = (): Buffer => {
+      const data = readSlice(fd, Buffer.allocUnsafe(size), 0, where);
+      if (data.length !== size) throw changed(where);
+      return data;
+    };
+    return await storeWal(repo, { name, kind: w.kind, bytes: size, sealed, plain }, where);
+  } finally {
+    closeSync(fd);
+    if (slicer) idleSlicers.push(slicer);
+  }
+}
+
+/** What `storeWal` needs of one WAL file. */
+interface WalSource {
+  name: string;
+  kind: WalKind;
+  /** Bytes of the WAL file. */
+  bytes: number;
+  /** The sealed object, in pieces that are each a buffer of their own; called once. */
+  sealed: () => Iterable<Buffer>;
+  /** The whole file, to compare with a copy already stored (rare). */
+  plain: () => Buffer;
+}
+
+async function storeWal(repo: Repository, src: WalSource, where: string): Promise<PushResult> {
+  const { name } = src;
   const key = walKey(name);
   const storage = repo.storage;
-  const sealed = sealWal(repo.key, name, data);
-  const base = { name, key, kind: w.kind, bytes: data.length };
+  const base = { name, key, kind: src.kind, bytes: src.bytes };
+  let length = 0;
+  function* counted(): Generator<Buffer> {
+    for (const piece of src.sealed()) {
+      length += piece.length;
+      yield piece;
+    }
+  }
 
   let exists = false;
-  if (storage.capabilities.conditionalPut) {
+  if (storage.capabilities.conditionalPut && !storage.capabilities.remote) {
+    // A local repository: the pieces are written as they are made, never held together.
     try {
-      await storage.put(key, sealed, { ifNoneMatch: true });
+      await storage.putStream(key, Readable.from(counted()), { ifNoneMatch: true });
     } catch (e) {
       if (!(e instanceof AlreadyExistsError)) throw e;
       exists = true;
     }
   } else {
-    // Racy without server-side if-none-match; two writers of one name are PostgreSQL's
-    // archiver and (for `.partial`) `wal stream`, and the comparison below catches a loser.
-    exists = (await storage.stat(key)) !== undefined;
-    if (!exists) await storage.put(key, sealed);
+    const sealed = Buffer.concat([...counted()]);
+    if (storage.capabilities.conditionalPut) {
+      try {
+        await storage.put(key, sealed, { ifNoneMatch: true });
+      } catch (e) {
+        if (!(e instanceof AlreadyExistsError)) throw e;
+        exists = true;
+      }
+    } else {
+      // Racy without server-side if-none-match; two writers of one name are PostgreSQL's
+      // archiver and (for `.partial`) `wal stream`, and the comparison below catches a loser.
+      exists = (await storage.stat(key)) !== undefined;
+      if (!exists) await storage.put(key, sealed);
+    }
   }
   if (exists) {
-    const r = await compareStored(repo, name, key, data, sealed, where);
+    const r = await compareStored(repo, name, key, src.plain(), where);
     if (r.outcome !== 'replaced') return { ...base, ...r };
+    length = r.storedBytes;
   }
   // Crash tests stop here: the object is stored, its length not yet checked.
   await killPoint('wal-push-stored');
-  await checkStoredLength(storage, key, sealed.length);
-  return { ...base, outcome: exists ? 'replaced' : 'stored', storedBytes: sealed.length };
+  await checkStoredLength(storage, key, length);
+  return { ...base, outcome: exists ? 'replaced' : 'stored', storedBytes: length };
 }
 
-async function compareStored(
-  repo: Repository,
-  name: string,
-  key: string,
-  data: Buffer,
-  sealed: Buffer,
-  where: string,
-): Promise<{ outcome: PushOutcome; storedBytes: number }> {
+/** A read buffer and a compressor, reused by one push after another (pushes of one worker overlap, so several). */
+interface Slicer {
+  buf: Buffer;
+  z: ZstdStreamCompressor;
+}
+const idleSlicers: Slicer[] = [];
+
+function openWalFile(path: string): number {
+  try {
+    return openSync(path, 'r');
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') throw new UsageError(`WAL file ${path} does not exist`, { hint: 'archive_command should pass %p, the path relative to the data directory' });
+    throw new StorageError(`cannot read WAL file ${path}: ${(e as Error).message}`);
+  }
+}
+
+/** Reads from `pos` until `buf` is full or the file ends; returns the bytes read as a view of `buf`. */
+function readSlice(fd: number, buf: Buffer, pos: number, where: string): Buffer {
+  let n = 0;
+  try {
+    while (n < buf.length) {
+      const got = readSync(fd, buf, n, buf.length - n, pos + n);
+      if (got === 0) break;
+      n += got;
+    }
+  } catch (e) {
+    throw new StorageError(`cannot read WAL file ${where}: ${(e as Error).message}`);
+  }
+  return buf.subarray(0, n);
+}
+
+function changed(where: string): IntegrityError {
+  return new IntegrityError(`WAL file ${where} changed size while it was read`, {
+    hint: 'PostgreSQL hands archive_command complete files only; check what else writes to it',
+  });
+}
+
+async function compareStored(repo: Repository, name: string, key: string, data: Buffer, where: string): Promise<{ outcome: PushOutcome; storedBytes: number }> {
   let raw: Buffer;
   try {
     raw = await repo.storage.get(key);
@@ -286,6 +416,7 @@ async function compareStored(
       if (!repo.storage.capabilities.atomicReplace) {
         throw new WalConflictError(`WAL file ${name} extends the stored copy in ${repo.location}, but that storage cannot replace objects atomically`);
       }
+      const sealed = sealWal(repo.key, name, data);
       await repo.storage.put(key, sealed);
       return { outcome: 'replaced', storedBytes: sealed.length };
     }
@@ -308,23 +439,6 @@ async function checkStoredLength(storage: Storage, key: string, want: number): P
   }
 }
 
-/** Reads a WAL file from disk for pushing: its name is the file's base name. */
-export async function readWalFile(path: string): Promise<{ name: string; data: Buffer }> {
-  const name = basename(path);
-  parseWalName(name);
-  let data: Buffer;
-  try {
-    // One read call (fs/promises reads in 512 KiB steps, each a trip to the thread pool); the
-    // command has nothing else to do meanwhile.
-    data = readFileSync(path);
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT') throw new UsageError(`WAL file ${path} does not exist`, { hint: 'archive_command should pass %p, the path relative to the data directory' });
-    throw new StorageError(`cannot read WAL file ${path}: ${(e as Error).message}`);
-  }
-  return { name, data };
-}
-
 // ---- fetch ------------------------------------------------------------------------
 
 /** Fetches and authenticates one WAL file. Exactly `name`: never a `.partial` in its place. */
@@ -342,11 +456,11 @@ export async function fetchWal(repo: Repository, name: string): Promise<Buffer> 
 }
 
 /**
- * `fetchWal` for the one-GET-per-file path of restore_command: the GET runs while
+ * `fetchWalTo` for the one-GET-per-file path of restore_command: the GET runs while
  * the repository opens. An unopenable repository (wrong key, wrong URL) is reported
  * as such, never as a missing file: that would end recovery early, silently.
  */
-export async function fetchWalOpening(repo: Promise<Repository>, storage: Storage, name: string): Promise<Buffer> {
+export async function fetchWalOpeningTo(repo: Promise<Repository>, storage: Storage, name: string, dest: string): Promise<number> {
   parseWalName(name);
   const key = walKey(name);
   const [r, raw] = await Promise.allSettled([repo, storage.get(key)]);
@@ -355,34 +469,91 @@ export async function fetchWalOpening(repo: Promise<Repository>, storage: Storag
     if (raw.reason instanceof NotFoundError) throw missing(name, storage.location);
     throw raw.reason;
   }
-  return unsealWal(r.value.key, name, raw.value, `WAL object ${key} in ${storage.location}`);
+  return unsealWalToFile(r.value.key, name, raw.value, `WAL object ${key} in ${storage.location}`, dest);
 }
 
-export function missing(name: string, location: string): WalMissingError {
-  return new WalMissingError(`WAL file ${name} is not in the repository at ${location} (normal at the end of recovery)`);
+/** `fetchWal` straight into `dest` (see `unsealWalToFile`); returns the file's size. */
+export async function fetchWalTo(repo: Repository, name: string, dest: string): Promise<number> {
+  return fetchWalOpeningTo(Promise.resolve(repo), repo.storage, name, dest);
 }
 
 /**
- * Writes `data` to `dest` atomically: a temp file in the same directory, then
- * rename, so PostgreSQL never sees a partial file. No fsync: PostgreSQL makes
- * a restored file durable itself when it keeps it (durable_rename), and a file
- * lost in a crash is fetched again.
+ * `unsealWal` into the file `dest`, one slice at a time through a reused buffer (see the
+ * module header), atomically: the plaintext goes to a temp file beside `dest`, which is
+ * renamed to `dest` only once the whole object has authenticated and decompressed to the
+ * size its frame declares, and removed otherwise. No fsync: PostgreSQL makes a restored
+ * file durable itself when it keeps it (durable_rename), and a file lost in a crash is
+ * fetched again.
  */
-export async function writeFileAtomic(dest: string, data: Buffer, mode = 0o600): Promise<void> {
-  const tmp = join(dirname(dest), `.${basename(dest)}.ferry-${randomBytes(6).toString('hex')}.tmp`);
-  let fh: FileHandle | undefined;
-  try {
-    fh = await open(tmp, 'wx', mode);
-    let off = 0;
-    while (off < data.length) off += (await fh.write(data, off, data.length - off)).bytesWritten;
-    await fh.close();
-    fh = undefined;
-    await rename(tmp, dest);
-  } catch (e) {
-    await fh?.close().catch(() => undefined);
-    await unlink(tmp).catch(() => undefined);
-    throw new StorageError(`cannot write ${dest}: ${(e as Error).message}`);
+export function unsealWalToFile(key: MasterKey, name: string, raw: Buffer, where: string, dest: string): number {
+  if (raw.length < 1) throw new IntegrityError(`${where} is empty`);
+  const codec = raw[0];
+  if (codec !== CODEC_ZSTD && codec !== CODEC_NONE) {
+    throw new IntegrityError(`${where} has unknown codec id 0x${codec.toString(16)}`, { hint: 'the repository may have been written by a newer Ferry; upgrade Ferry' });
   }
+  const tmp = join(dirname(dest), `.${basename(dest)}.ferry-${randomBytes(6).toString('hex')}.tmp`);
+  let fd: number | undefined;
+  let published = false;
+  try {
+    try {
+      fd = openSync(tmp, 'wx', 0o600);
+    } catch (e) {
+      throw new StorageError(`cannot write ${dest}: ${(e as Error).message}`);
+    }
+    const out = fd;
+    let written = 0;
+    const write = (piece: Uint8Array): void => {
+      try {
+        for (let o = 0; o < piece.length; ) o += writeSync(out, piece, o, piece.length - o, written + o);
+      } catch (e) {
+        throw new StorageError(`cannot write ${dest}: ${(e as Error).message}`);
+      }
+      written += piece.length;
+    };
+    const aad = walAad(name, codec);
+    if (codec === CODEC_ZSTD) {
+      const dz = idleDecompressors.pop() ?? new ZstdStreamDecompressor(SLICE);
+      dz.begin();
+      let declared: number | undefined | null = null;
+      try {
+        unsealStream(key.enc, aad, raw.subarray(1), where, (piece) => {
+          if (declared === null) declared = frameContentSize(piece, where);
+          dz.write(piece, write, where);
+        });
+      } finally {
+        idleDecompressors.push(dz);
+      }
+      if (declared === null || declared === undefined) throw new IntegrityError(`${where}: zstd frame has no usable content size`);
+      if (written !== declared) throw new IntegrityError(`${where} decompressed to ${written} bytes, expected ${declared}`);
+    } else {
+      unsealStream(key.enc, aad, raw.subarray(1), where, write);
+    }
+    closeSync(out);
+    fd = undefined;
+    try {
+      renameSync(tmp, dest);
+    } catch (e) {
+      throw new StorageError(`cannot write ${dest}: ${(e as Error).message}`);
+    }
+    published = true;
+    return written;
+  } finally {
+    if (fd !== undefined) closeSync(fd);
+    if (!published) {
+      try {
+        unlinkSync(tmp);
+      } catch {
+        /* not created, or already gone */
+      }
+    }
+  }
+}
+
+/** Decompressors reused by one fetch after another (a fetch worker runs several at once). */
+const idleDecompressors: ZstdStreamDecompressor[] = [];
+
+export function missing(name: string, location: string): WalMissingError {
+  return new WalMissingError(`WAL file ${name} is not in the repository at ${location} (normal at the end of recovery)`);
 }
 
 // ---- list ---------------------------------------------------------------------------

@@ -86,6 +86,8 @@ export class FsStorage implements Storage {
           off += bytesWritten;
         }
       }
+      // As in put: every byte in the temp file, not yet synced or renamed.
+      await killPoint('fs-put-written');
     });
   }
 

@@ -8,14 +8,16 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { FERRY, ferry, ferryOk } from '../harness/cli.ts';
 import { runUntilPoint } from '../harness/kill.ts';
 import { startCluster, type TestCluster } from '../harness/pg.ts';
 import { startS3Server, type S3Server } from '../harness/s3.ts';
 import { chownToPostgres, makeTempDir, type TempDir } from '../harness/tmp.ts';
-import { checkWalFile, contentEnd, covers, readLongPageHeader, sealWal, unsealWal, walAad } from '../../src/postgres/wal.ts';
+import { checkWalFile, contentEnd, covers, fetchWal, fetchWalTo, pushWal, pushWalFile, readLongPageHeader, sealWal, SLICE, unsealWal, unsealWalToFile, walAad } from '../../src/postgres/wal.ts';
+import { walKey } from '../../src/postgres/walname.ts';
+import { tempRepo } from '../harness/repo.ts';
 import { IntegrityError } from '../../src/util/errors.ts';
 import { waitArchived } from '../harness/archive.ts';
 
@@ -269,6 +271,99 @@ describe('wal push and fetch on S3 (s3rver: no if-none-match, so stat then put)'
     const missing = await ferry(['wal', 'fetch', archived[1], out], { env: envS3 });
     assert.equal(missing.code, 1);
     assert.match(missing.stderr, /not in the repository/);
+  });
+});
+
+describe('WAL files in slices (pushWalFile, fetchWalTo)', () => {
+  /** A segment-sized file whose content compresses like WAL: runs of zeros and of random bytes. */
+  function walLike(size: number): Buffer {
+    const b = Buffer.alloc(size);
+    for (let o = 64; o < size; o += 8192) randomBytes(1500).copy(b, o);
+    return b;
+  }
+
+  it('stores what pushWal would store, readable by both fetch paths, for sizes around the slice', async () => {
+    const { repo, dir: d } = await tempRepo();
+    try {
+      const sizes = [SLICE - 1, SLICE, SLICE + 1, 3 * SLICE + 12345, 16 << 20];
+      for (const [i, size] of sizes.entries()) {
+        // Names must be segment names; odd sizes only pass as .partial files.
+        const name = `0000000100000000000000${(0x20 + i).toString(16).toUpperCase()}${size === SLICE || size === 16 << 20 ? '' : '.partial'}`;
+        const data = walLike(size);
+        const p = join(d.path, name);
+        writeFileSync(p, data);
+        const r = await pushWalFile(repo, p);
+        assert.equal(r.outcome, 'stored');
+        assert.equal(r.bytes, size);
+        assert.equal(r.storedBytes, (await repo.storage.stat(walKey(name)))!.size);
+        assert.ok((await fetchWal(repo, name)).equals(data), `${name}: the whole-buffer fetch reads it`);
+        const dest = join(d.path, `out-${i}`);
+        assert.equal(await fetchWalTo(repo, name, dest), size);
+        assert.ok(readFileSync(dest).equals(data), `${name}: the sliced fetch reads it`);
+        assert.equal((await pushWalFile(repo, p)).outcome, 'duplicate');
+      }
+      // Objects written whole (older Ferry, wal stream) fetch through slices too.
+      const old = walLike(16 << 20);
+      await pushWal(repo, '000000010000000000000030', old);
+      await fetchWalTo(repo, '000000010000000000000030', join(d.path, 'old'));
+      assert.ok(readFileSync(join(d.path, 'old')).equals(old));
+    } finally {
+      d.cleanup();
+    }
+  });
+
+  it('refuses a different file under a stored name, and a file that shrinks while it is read', async () => {
+    const { repo, dir: d } = await tempRepo();
+    try {
+      const name = '000000010000000000000041';
+      const p = join(d.path, name);
+      const data = walLike(16 << 20);
+      writeFileSync(p, data);
+      await pushWalFile(repo, p);
+      data[10 << 20] ^= 1;
+      writeFileSync(p, data);
+      await assert.rejects(pushWalFile(repo, p), /DIFFERENT content/);
+      const name2 = '000000010000000000000042';
+      const p2 = join(d.path, name2);
+      writeFileSync(p2, walLike(16 << 20));
+      const orig = readFileSync(p2);
+      // Shrink the file once the push has read its first slice (the later ones are read as the write pulls them).
+      const storage = repo.storage;
+      const putStream = storage.putStream.bind(storage);
+      storage.putStream = async (key, body, opts) => {
+        truncateSync(p2, 4 << 20);
+        return putStream(key, body, opts);
+      };
+      await assert.rejects(pushWalFile(repo, p2), IntegrityError);
+      storage.putStream = putStream;
+      assert.equal(await storage.stat(walKey(name2)), undefined, 'nothing stored');
+      writeFileSync(p2, orig);
+      assert.equal((await pushWalFile(repo, p2)).outcome, 'stored');
+    } finally {
+      d.cleanup();
+    }
+  });
+
+  it('a damaged object fails authentication and leaves neither DEST nor a temp file', async () => {
+    const { repo, dir: d } = await tempRepo();
+    try {
+      const name = '000000010000000000000043';
+      const data = walLike(16 << 20);
+      const sealed = sealWal(repo.key, name, data);
+      const out = join(d.path, 'out');
+      mkdirSync(out);
+      for (const at of [1, 20, sealed.length >> 1, sealed.length - 1]) {
+        const bad = Buffer.from(sealed);
+        bad[at] ^= 0x40;
+        assert.throws(() => unsealWalToFile(repo.key, name, bad, 'the object', join(out, 'RECOVERYXLOG')), IntegrityError);
+        assert.deepEqual(readdirSync(out), []);
+      }
+      assert.throws(() => unsealWalToFile(repo.key, '000000010000000000000044', sealed, 'the object', join(out, 'RECOVERYXLOG')), IntegrityError, 'bound to its name');
+      assert.equal(unsealWalToFile(repo.key, name, sealed, 'the object', join(out, 'RECOVERYXLOG')), data.length);
+      assert.ok(readFileSync(join(out, 'RECOVERYXLOG')).equals(data));
+    } finally {
+      d.cleanup();
+    }
   });
 });
 
