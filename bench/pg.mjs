@@ -76,6 +76,7 @@ if (ferry.outdir) {
   mkdirSync(join(ferry.outdir, 'bin'), { recursive: true });
   FERRY_BIN = join(ferry.outdir, 'bin', 'ferry');
   copyFileSync(join(ROOT, 'bin', 'ferry'), FERRY_BIN);
+  copyFileSync(join(ROOT, 'bin', 'package.json'), join(ferry.outdir, 'bin', 'package.json')); // bin/ferry is CommonJS
   chmodSync(FERRY_BIN, 0o755);
 }
 

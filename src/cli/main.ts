@@ -1,14 +1,14 @@
 /**
- * Entry point of `bin/ferry`: finds the command, parses its options, resolves
+ * The command line's driver: finds the command, parses its options, resolves
  * settings, runs it, and turns failures into one clear line and an exit code
- * (0 ok, 1 failure, 2 bad usage or config).
+ * (0 ok, 1 failure, 2 bad usage or config). Its entries are ferry.ts (every
+ * command) and ferry-wal.ts (the per-segment WAL commands); bin/ferry picks one.
  */
 import { parseArgs } from 'node:util';
 import { resolveSettings } from '../config/load.ts';
 import { FerryError, UsageError } from '../util/errors.ts';
 import { GLOBAL_HELP, GLOBAL_OPTIONS, type Command } from './command.ts';
 import { Context } from './context.ts';
-import { loadCommands } from './commands.ts';
 
 function findCommand(commands: Command[], argv: string[]): { cmd?: Command; rest: string[] } {
   let best: { cmd: Command; words: number } | undefined;
@@ -42,16 +42,20 @@ function commandHelp(cmd: Command): string {
   return lines.join('\n');
 }
 
-export async function main(argv: string[]): Promise<number> {
+/**
+ * Runs one command line. `load` gives the commands whose first word is `first` (all
+ * commands without it): commands.ts's `loadCommands` for the full command line.
+ */
+export async function main(argv: string[], load: (first?: string) => Promise<Command[]>): Promise<number> {
   if (argv.length === 0 || argv[0] === '--help' || argv[0] === '-h' || argv[0] === 'help') {
-    process.stdout.write(overview(await loadCommands()) + '\n');
+    process.stdout.write(overview(await load()) + '\n');
     return argv.length === 0 ? 2 : 0;
   }
   if (argv[0] === '--version' || argv[0] === 'version') {
     process.stdout.write('ferry 0.1.0 (repository format 1)\n');
     return 0;
   }
-  const { cmd, rest } = findCommand(await loadCommands(argv[0]), argv);
+  const { cmd, rest } = findCommand(await load(argv[0]), argv);
   let ctx: Context | undefined;
   try {
     if (!cmd) throw new UsageError(`unknown command "${argv.slice(0, 2).join(' ')}"`, { hint: 'run `ferry --help` for the list of commands' });
@@ -97,6 +101,3 @@ export function report(e: unknown): number {
   else process.stderr.write('hint: set FERRY_DEBUG=1 for the stack trace, and report it\n');
   return 1;
 }
-
-const code = await main(process.argv.slice(2));
-process.exitCode = code;
