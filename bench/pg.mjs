@@ -3,7 +3,7 @@
 // pgBackRest on the same cluster data. Usage: node bench/pg.mjs [--scale 50] [--scales 50,200] [--keep]
 // bench/README.md ("pg.mjs") explains the set-up and the output.
 import { spawnSync } from 'node:child_process';
-import { chmodSync, copyFileSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { mkdtemp } from 'node:fs/promises';
 import { cpus } from 'node:os';
 import { join } from 'node:path';
@@ -28,6 +28,7 @@ Options:
   --random-mb N       size of the less compressible table in MiB (default 300)
   --wal-segments N    WAL segments pushed one by one in the WAL step (default 100)
   --pitr-wal-mb N     WAL written between the incremental snapshot and the PITR target (default 256)
+  --catch-up-segments N  WAL segments in the archive catch-up steps (default 64)
   --pgbackrest-first  run pgBackRest before Ferry in every step (default: Ferry first)
   --pgbackrest-cipher also encrypt pgBackRest's repository (aes-256-cbc); Ferry always encrypts
   --ferry-no-fingerprint  run \`ferry pg snapshot --no-fingerprint\` (skips the row-count/checksum scan of
@@ -42,7 +43,7 @@ Options:
 `;
 
 const o = parseArgs(
-  { scale: 50, scales: '', randomMb: 300, walSegments: 100, pitrWalMb: 256, pgbackrestFirst: false, pgbackrestCipher: false, ferryNoFingerprint: false, keepNodeExtraCaCerts: false, maxLoadWait: 180, useDist: false, keep: false },
+  { scale: 50, scales: '', randomMb: 300, walSegments: 100, pitrWalMb: 256, catchUpSegments: 64, pgbackrestFirst: false, pgbackrestCipher: false, ferryNoFingerprint: false, keepNodeExtraCaCerts: false, maxLoadWait: 180, useDist: false, keep: false },
   USAGE,
 );
 const scales = (o.scales ? o.scales.split(',') : [String(o.scale)]).map((s) => {
@@ -75,10 +76,11 @@ let FERRY_BIN = join(ROOT, 'bin', 'ferry');
 if (ferry.outdir) {
   mkdirSync(join(ferry.outdir, 'bin'), { recursive: true });
   FERRY_BIN = join(ferry.outdir, 'bin', 'ferry');
-  copyFileSync(join(ROOT, 'bin', 'ferry'), FERRY_BIN);
-  copyFileSync(join(ROOT, 'bin', 'package.json'), join(ferry.outdir, 'bin', 'package.json')); // bin/ferry is CommonJS
+  for (const f of ['ferry', 'ferry-wal-push', 'package.json']) copyFileSync(join(ROOT, 'bin', f), join(ferry.outdir, 'bin', f)); // package.json: bin/ferry is CommonJS
   chmodSync(FERRY_BIN, 0o755);
+  chmodSync(join(ferry.outdir, 'bin', 'ferry-wal-push'), 0o755);
 }
+const FERRY_PUSH_BIN = join(FERRY_BIN, '..', 'ferry-wal-push');
 
 const workDirs = [];
 let cleaned = false;
@@ -469,6 +471,66 @@ async function benchScale(scale) {
   R.repo.walBench = { ferry: du(walFerryRepo), pgbackrest: du(P('pgbr', 'walbench-repo', 'archive')), segmentsBytes: pushSegs.length * 16 * MiB };
   log(`WAL push: ferry ${fmtS(R.steps.walPush.ferry.wallS)} s, pgbackrest ${fmtS(R.steps.walPush.pgbackrest.wallS)} s`);
 
+  // ---------------------------------------------------------------- 7 archive catch-up (throughput)
+  // What users see at a WAL burst: PostgreSQL runs archive_command once per segment, one after the
+  // other, so the archive catches up at the rate of the whole command. Archiving is paused
+  // (archive_command = ''; PostgreSQL keeps the segments and their .ready files), the same kind of
+  // WAL as the PITR workload is written, then the tool's command is set and the time until
+  // pg_stat_archiver shows the last segment archived is measured. Sync: `ferry wal push` /
+  // `pgbackrest archive-push`; async: `ferry-wal-push` (= `ferry wal push --async`) / pgBackRest with
+  // archive-async=y; both push ahead from the .ready files with parallel workers.
+  const spools = { ferry: mk(P('ferry-spool')), pgbackrest: mk(P('pgbr', 'spool')) };
+  const archiveCommand = {
+    ferry: {
+      sync: `FERRY_REPO=${ferryRepo} FERRY_KEY_FILE=${keyFile} ${FERRY_BIN} wal push %p`,
+      async: `FERRY_REPO=${ferryRepo} FERRY_KEY_FILE=${keyFile} FERRY_SPOOL=${spools.ferry} ${FERRY_PUSH_BIN} %p`,
+    },
+    pgbackrest: {
+      sync: `pgbackrest --config=${pgbrConf} --stanza=bench archive-push %p`,
+      async: `pgbackrest --config=${pgbrConf} --stanza=bench --archive-async --spool-path=${spools.pgbackrest} archive-push %p`,
+    },
+  };
+  R.info.catchUpCommands = archiveCommand;
+  const setArchiveCommand = async (c, cmd) => {
+    await c.sql(`ALTER SYSTEM SET archive_command = '${cmd.replace(/'/g, "''")}'`);
+    await c.sql('SELECT pg_reload_conf()');
+  };
+  const drainBytes = o.catchUpSegments * 16 * MiB;
+  for (const mode of ['sync', 'async']) {
+    await step(`catchUp_${mode}`, `archive catch-up, ${mode}: ${o.catchUpSegments} segments written while archiving was paused`, async (t) => {
+      const c = t === 'ferry' ? A : B;
+      await c.switchAndWaitArchived();
+      await setArchiveCommand(c, '');
+      const lsn0 = await c.sql('SELECT pg_current_wal_lsn()');
+      for (let i = 0; Number(await c.sql(`SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '${lsn0}')`)) < drainBytes; i++) {
+        const lo = 1 + ((i * rnd5) % (rows - rnd5));
+        await c.sql(`UPDATE bench_random SET f = f + 1 WHERE id BETWEEN ${lo} AND ${lo + rnd5 - 1}`);
+      }
+      const last = await c.sql('SELECT pg_walfile_name(pg_switch_wal())');
+      const ready = readdirSync(join(c.dataDir, 'pg_wal', 'archive_status')).filter((f) => f.endsWith('.ready')).length;
+      const failedBefore = Number(await c.sql('SELECT failed_count FROM pg_stat_archiver'));
+      spawnSync('sync');
+      const t0 = process.hrtime.bigint();
+      await setArchiveCommand(c, archiveCommand[t][mode]);
+      for (;;) {
+        const lastArchived = await c.sql("SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver");
+        if (lastArchived.slice(0, 24) >= last) break;
+        if (Number(process.hrtime.bigint() - t0) / 1e9 > 1800) throw new Error(`${t} ${mode}: ${last} not archived within 30 min (last archived ${lastArchived})`);
+        await sleep(20);
+      }
+      const wallS = Number(process.hrtime.bigint() - t0) / 1e9;
+      const failed = Number(await c.sql('SELECT failed_count FROM pg_stat_archiver')) - failedBefore;
+      await setArchiveCommand(c, archiveCommand[t].sync);
+      return { wallS, info: { segments: ready, segPerS: +(ready / wallS).toFixed(1), failedCalls: failed, last } };
+    });
+  }
+  // The async workers exit by themselves when idle; stop Ferry's now (pgBackRest's async process ends after each batch).
+  try {
+    process.kill(Number(readFileSync(join(spools.ferry, 'push', 'worker.pid'), 'utf8')), 'SIGTERM');
+  } catch {
+    /* not running */
+  }
+
   // ---------------------------------------------------------------- end of this scale
   R.repo.final = repoSizes();
   R.pgbackrestInfo = await pgbrInfo().catch(() => null);
@@ -512,6 +574,13 @@ function report(R) {
   rows.push(['  WAL push segments/s', wi('ferry', 'segPerS') ?? '-', wi('pgbackrest', 'segPerS') ?? '-', fmtRatio(wi('ferry', 'segPerS'), wi('pgbackrest', 'segPerS')), '(>= 1 wanted)', '']);
   rows.push(['  WAL push latency p50 ms', wi('ferry', 'p50ms') ?? '-', wi('pgbackrest', 'p50ms') ?? '-', fmtRatio(wi('ferry', 'p50ms'), wi('pgbackrest', 'p50ms')), '(info)', '']);
   rows.push(['  WAL push latency p95 ms', wi('ferry', 'p95ms') ?? '-', wi('pgbackrest', 'p95ms') ?? '-', fmtRatio(wi('ferry', 'p95ms'), wi('pgbackrest', 'p95ms')), '(info)', '']);
+  const catchUp = {};
+  for (const [i, mode] of ['sync', 'async'].entries()) {
+    const c = s[`catchUp_${mode}`];
+    catchUp[mode] = add(`catchUp_${mode}`, `${6 + i} archive catch-up, ${mode}, ${c?.ferry?.info?.segments ?? c?.pgbackrest?.info?.segments ?? ''} segments`, 'walPush');
+    const ci = (t) => c?.[t]?.info?.segPerS ?? null;
+    rows.push([`  segments/s (${mode})`, ci('ferry') ?? '-', ci('pgbackrest') ?? '-', fmtRatio(ci('ferry'), ci('pgbackrest')), '(>= 1 wanted)', '']);
+  }
 
   const rp = R.repo;
   const gF = rp.afterIncr && rp.beforeIncr ? rp.afterIncr.ferry.total - rp.beforeIncr.ferry.total : null;
@@ -556,7 +625,9 @@ function report(R) {
     ['restore <= 0.7 x pgBackRest', rRestore, GOALS.restore.max],
     ['incremental time <= 0.3 x pgBackRest', rIncr, GOALS.incr.max],
     ['repository growth <= 0.3 x pgBackRest', rGrowth, GOALS.growth.max],
-    ['WAL push at least as fast', rWal, GOALS.walPush.max],
+    ['WAL push at least as fast (one segment per command)', rWal, GOALS.walPush.max],
+    ['archive catch-up at least as fast (sync)', catchUp.sync, GOALS.walPush.max],
+    ['archive catch-up at least as fast (async)', catchUp.async, GOALS.walPush.max],
   ].map(([name, r, max]) => ({ goal: name, ratio: r == null ? null : +r.toFixed(3), met: r != null && r <= max }));
   out += `goals: ${goalsList.map((g) => `${g.goal}: ${g.ratio == null ? 'n/a' : g.ratio.toFixed(2)} ${g.met ? 'met' : 'NOT MET'}`).join('; ')}\n`;
   for (const e of R.errors) out += `ERROR ${e.tool} in ${e.step}: ${e.error.split('\n').slice(0, 4).join(' | ')}\n`;

@@ -15,7 +15,9 @@
  *
  * Push (`wal push --async PATH`, run by archive_command for segment N):
  *   1. done/N exists and names the same file (identity) → remove it, exit 0. This is
- *      the common case at high rates: no repository access at all.
+ *      the common case at high rates: no repository access at all. bin/ferry-wal-push
+ *      does this step in the shell (no Node start-up) and runs `wal push --async`
+ *      otherwise; it relies on `doneMarkerText` and `defaultSpool` as written here.
  *   2. Otherwise write queue/N, start the worker if none runs, and wait for done/N
  *      (exit 0) or error/N (exit 1 with its message), or time out (exit 1; PostgreSQL
  *      retries). The segment stays in pg_wal until archive_command returns 0, so the
@@ -276,6 +278,15 @@ export interface DoneMarker {
   at: number;
 }
 
+/**
+ * The text of done/<name>: one line of JSON that starts `{"identity":"…","repo":…,` in
+ * that order. bin/ferry-wal-push (archive_command in the shell) matches exactly that
+ * start, so the order of these two fields is part of the spool's format.
+ */
+export function doneMarkerText(m: DoneMarker): string {
+  return JSON.stringify({ identity: m.identity, repo: m.repo, outcome: m.outcome, storedBytes: m.storedBytes, at: m.at });
+}
+
 export interface AsyncPushOptions {
   spool: string;
   /** Absolute path of the WAL file PostgreSQL hands over. */
@@ -445,7 +456,7 @@ export async function runPushWorker(repo: Repository, o: PushWorkerOptions): Pro
         return;
       }
       if (pushed.get(c.name) === before) {
-        await writeMarker(doneFile, JSON.stringify({ identity: before, repo: o.repoUrl, outcome: 'duplicate', storedBytes: 0, at: Date.now() } satisfies DoneMarker));
+        await writeMarker(doneFile, doneMarkerText({ identity: before, repo: o.repoUrl, outcome: 'duplicate', storedBytes: 0, at: Date.now() }));
         return;
       }
       const r = await pushWalFile(repo, c.path, { where: c.path });
@@ -456,7 +467,7 @@ export async function runPushWorker(repo: Repository, o: PushWorkerOptions): Pro
       stats.bytes += r.bytes;
       stats.storedBytes += r.outcome === 'stored' || r.outcome === 'replaced' ? r.storedBytes : 0;
       if (r.outcome !== 'stored') o.log(`${c.name}: ${r.outcome === 'duplicate' ? 'already in the repository with the same content' : r.outcome}`);
-      await writeMarker(doneFile, JSON.stringify({ identity: before, repo: o.repoUrl, outcome: r.outcome, storedBytes: r.storedBytes, at: Date.now() } satisfies DoneMarker));
+      await writeMarker(doneFile, doneMarkerText({ identity: before, repo: o.repoUrl, outcome: r.outcome, storedBytes: r.storedBytes, at: Date.now() }));
     } catch (e) {
       stats.failed++;
       const hint = e instanceof FerryError && e.hint ? `\nhint: ${e.hint}` : '';
