@@ -18,10 +18,12 @@ const root = dirname(dirname(fileURLToPath(import.meta.url)));
 const t0 = Date.now();
 const say = (msg) => console.log(`setup: ${msg}`);
 
-function run(cmd, args) {
-  const r = spawnSync(cmd, args, { cwd: root, stdio: 'inherit' });
-  if (r.error) return false;
-  return r.status === 0;
+function run(cmd, args, quiet = false) {
+  const r = spawnSync(cmd, args, { cwd: root, stdio: quiet ? ['ignore', 'pipe', 'pipe'] : 'inherit', encoding: 'utf8' });
+  if (r.error) return quiet ? { ok: false, why: r.error.message } : false;
+  if (!quiet) return r.status === 0;
+  const why = `${r.stderr ?? ''}`.split('\n').find((l) => /npm (error|ERR!) (?!code)\S/.test(l)) ?? `exit ${r.status}`;
+  return { ok: r.status === 0, why: why.replace(/^npm (error|ERR!) /, '') };
 }
 
 function mtime(p) {
@@ -62,18 +64,21 @@ function depsStale() {
   }
 }
 
-function npm(args) {
+function npm(args, quiet = false) {
   // Under `npm test`, npm_execpath is the npm that runs us: use the same one.
   const cli = process.env.npm_execpath;
-  if (cli && /\.(c|m)?js$/.test(cli)) return run(process.execPath, [cli, ...args]);
-  return run(process.platform === 'win32' ? 'npm.cmd' : 'npm', args);
+  if (cli && /\.(c|m)?js$/.test(cli)) return run(process.execPath, [cli, ...args], quiet);
+  return run(process.platform === 'win32' ? 'npm.cmd' : 'npm', args, quiet);
 }
 
 const stale = depsStale();
 if (stale) {
   say(`installing dependencies (${stale})`);
-  if (!npm(['ci', '--no-audit', '--no-fund'])) {
-    say('npm ci failed; trying npm install');
+  // npm ci's output is kept back: it refuses a lock file that lacks other platforms' optional
+  // packages when the registry has none of them, and then prints its whole usage.
+  const ci = npm(['ci', '--no-audit', '--no-fund'], true);
+  if (!ci.ok) {
+    say(`npm ci refused (${ci.why}); trying npm install, which uses the same lock file`);
     if (!npm(['install', '--no-audit', '--no-fund'])) {
       console.error('setup: could not install dependencies; run `npm install` and look at its errors');
       process.exit(1);
