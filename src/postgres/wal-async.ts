@@ -21,7 +21,9 @@
  *   2. Otherwise write queue/N, start the worker if none runs, and wait for done/N
  *      (exit 0) or error/N (exit 1 with its message), or time out (exit 1; PostgreSQL
  *      retries). The segment stays in pg_wal until archive_command returns 0, so the
- *      spool never holds the only copy of anything.
+ *      spool never holds the only copy of anything. bin/ferry-wal-push does this step
+ *      in the shell too while a worker runs (it writes queue/N as `QueueRequest` JSON
+ *      and polls for done/N), and leaves starting a worker and every error to Node.
  *   The worker pushes queued names and, ahead of PostgreSQL, every segment with an
  *   `archive_status/*.ready` file, several in parallel over one opened repository,
  *   with the same `pushWal` as the synchronous path; it writes done/N only after
@@ -244,27 +246,57 @@ export function ensureWorker(pidFile: string, marker: string, l: WorkerLauncher,
   launchWorker(l);
 }
 
-/** Resolves when `dir` changes or after `ms`, whichever is first. */
-function changeOrTimeout(dirs: string[], ms: number): Promise<void> {
-  return new Promise((resolve) => {
-    const watchers: FSWatcher[] = [];
-    let done = false;
-    const finish = () => {
-      if (done) return;
-      done = true;
-      clearTimeout(t);
-      for (const w of watchers) w.close();
-      resolve();
-    };
-    const t = setTimeout(finish, ms);
+/**
+ * Watches directories for as long as it is open. `next(ms)` resolves at the first change
+ * since the previous `next` resolved, or after `ms`. A change that lands while the caller
+ * is scanning (between two waits) makes the next wait return at once, so a request
+ * written just after a scan is seen now, not at the timeout: a watcher set up only for
+ * the wait missed those, and each miss cost a whole timeout (200 ms per segment here).
+ */
+export class DirWatch {
+  private changed = false;
+  private wake: (() => void) | undefined;
+  private pending: Promise<void> | undefined;
+  private readonly watchers: FSWatcher[] = [];
+
+  constructor(dirs: string[]) {
     for (const d of dirs) {
       try {
-        watchers.push(watch(d, { persistent: false }, finish));
+        this.watchers.push(watch(d, { persistent: false }, () => this.poke()));
       } catch {
         // the directory may not exist (yet): the timeout covers it
       }
     }
-  });
+  }
+
+  private poke(): void {
+    this.changed = true;
+    this.wake?.();
+  }
+
+  /** A wait still pending when the caller raced it against something else is shared, not replaced. */
+  next(ms: number): Promise<void> {
+    if (this.changed && !this.pending) {
+      this.changed = false;
+      return Promise.resolve();
+    }
+    this.pending ??= new Promise<void>((resolve) => {
+      const t = setTimeout(() => this.wake?.(), ms);
+      this.wake = () => {
+        clearTimeout(t);
+        this.wake = undefined;
+        this.pending = undefined;
+        this.changed = false;
+        resolve();
+      };
+    });
+    return this.pending;
+  }
+
+  close(): void {
+    for (const w of this.watchers) w.close();
+    this.wake?.();
+  }
 }
 
 // ---- push: the archive_command side ------------------------------------------------------
@@ -340,36 +372,44 @@ export async function pushAsync(o: AsyncPushOptions): Promise<DoneMarker> {
   if (fast) return fast;
   await removeFile(errorFile); // an old failure: try again
   const request = JSON.stringify({ path: o.path, repo: o.repoUrl } satisfies QueueRequest);
-  await writeMarker(join(L.queue, name), request);
+  const answers = new DirWatch([L.done, L.error]);
+  try {
+    await writeMarker(join(L.queue, name), request);
+    return await awaitAnswer();
+  } finally {
+    answers.close();
+  }
 
-  const started = now();
-  let spawnedAt = -Infinity;
-  let lastCheck = -Infinity;
-  for (;;) {
-    const t = now();
-    if (t - lastCheck >= 1000) {
-      lastCheck = t;
-      if (!workerRunning(L.pushPid, PUSH_WORKER_MARKER) && t - spawnedAt > 3000) {
-        o.startWorker();
-        spawnedAt = t;
+  async function awaitAnswer(): Promise<DoneMarker> {
+    const started = now();
+    let spawnedAt = -Infinity;
+    let lastCheck = -Infinity;
+    for (;;) {
+      const t = now();
+      if (t - lastCheck >= 1000) {
+        lastCheck = t;
+        if (!workerRunning(L.pushPid, PUSH_WORKER_MARKER) && t - spawnedAt > 3000) {
+          o.startWorker();
+          spawnedAt = t;
+        }
       }
+      const m = await take();
+      if (m) return m;
+      const err = await readText(errorFile);
+      if (err !== undefined) {
+        await removeFile(errorFile);
+        const [message, hint] = err.split('\nhint: ');
+        throw new FerryError(message.trim(), hint ? { hint: hint.trim() } : {});
+      }
+      if (t - started > o.timeoutMs) {
+        throw new FerryError(`timed out after ${Math.round(o.timeoutMs / 1000)} s waiting for the push worker to store ${name}`, {
+          hint: `see ${join(o.spool, 'push-worker.log')}; PostgreSQL will retry`,
+        });
+      }
+      // Re-queue if the worker dropped the request (a worker that exited mid-way).
+      if (!existsSync(join(L.queue, name)) && !existsSync(doneFile) && !existsSync(errorFile)) await writeMarker(join(L.queue, name), request);
+      await answers.next(100);
     }
-    const m = await take();
-    if (m) return m;
-    const err = await readText(errorFile);
-    if (err !== undefined) {
-      await removeFile(errorFile);
-      const [message, hint] = err.split('\nhint: ');
-      throw new FerryError(message.trim(), hint ? { hint: hint.trim() } : {});
-    }
-    if (t - started > o.timeoutMs) {
-      throw new FerryError(`timed out after ${Math.round(o.timeoutMs / 1000)} s waiting for the push worker to store ${name}`, {
-        hint: `see ${join(o.spool, 'push-worker.log')}; PostgreSQL will retry`,
-      });
-    }
-    // Re-queue if the worker dropped the request (a worker that exited mid-way).
-    if (!existsSync(join(L.queue, name)) && !existsSync(doneFile) && !existsSync(errorFile)) await writeMarker(join(L.queue, name), request);
-    await changeOrTimeout([L.done, L.error], 100);
   }
 }
 
@@ -445,6 +485,7 @@ export async function runPushWorker(repo: Repository, o: PushWorkerOptions): Pro
   let lastCleanup = 0;
   let retiring = false;
   const statusDir = o.walDir ? join(o.walDir, 'archive_status') : undefined;
+  const requests = new DirWatch([L.queue, ...(statusDir ? [statusDir] : [])]);
 
   const pushOne = async (c: Candidate): Promise<void> => {
     const doneFile = join(L.done, c.name);
@@ -563,14 +604,14 @@ export async function runPushWorker(repo: Repository, o: PushWorkerOptions): Pro
       }
       if (!todo.length) {
         if (!inflight.size && Date.now() - lastWork > o.idleExitMs) break;
-        const wake = [L.queue, ...(statusDir ? [statusDir] : [])];
-        await (inflight.size ? Promise.race([...inflight.values(), changeOrTimeout(wake, 200)]) : changeOrTimeout(wake, 200));
+        await Promise.race([...inflight.values(), requests.next(200)]);
       }
     }
     await Promise.all(inflight.values());
     o.log(`push worker ${process.pid} exiting: pushed ${stats.pushed} (${stats.bytes} bytes, ${stats.storedBytes} stored), ${stats.failed} failed`);
     return stats;
   } finally {
+    requests.close();
     release();
   }
 }
@@ -657,6 +698,7 @@ export async function runFetchWorker(repo: Repository, o: FetchWorkerOptions): P
   const missingAt = new Map<string, number>();
   let lastWantAt = Date.now();
   let lastWantText = '';
+  const asked = new DirWatch([L.fetchDir]);
 
   const fetchOne = async (name: string): Promise<void> => {
     try {
@@ -702,12 +744,13 @@ export async function runFetchWorker(repo: Repository, o: FetchWorkerOptions): P
         inflight.set(name, fetchOne(name).finally(() => inflight.delete(name)));
       }
       if (!inflight.size && Date.now() - lastWantAt > o.idleExitMs) break;
-      await Promise.race([...inflight.values(), changeOrTimeout([L.fetchDir], 200)]);
+      await Promise.race([...inflight.values(), asked.next(200)]);
     }
     await Promise.all(inflight.values());
     o.log(`fetch worker ${process.pid} exiting: prefetched ${fetched} file(s)`);
     return { fetched };
   } finally {
+    asked.close();
     await removeFile(L.fetchRepo).catch(() => undefined);
     await wipe(L.fetched).catch(() => undefined);
     release();

@@ -9,17 +9,31 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { chmodSync, copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { ROOT, ferryOk } from '../harness/cli.ts';
+import { FERRY, ROOT, childEnv, ferryOk } from '../harness/cli.ts';
 import { startCluster, type TestCluster } from '../harness/pg.ts';
 import { chownToPostgres, makeTempDir, type TempDir } from '../harness/tmp.ts';
 import { waitArchived } from '../harness/archive.ts';
-import { defaultSpool, doneMarkerText, fileIdentity, spoolLayout, waitWorkerGone, PUSH_WORKER_MARKER } from '../../src/postgres/wal-async.ts';
+import { defaultSpool, doneMarkerText, fileIdentity, spoolLayout, waitWorkerGone, workerRunning, PUSH_WORKER_MARKER } from '../../src/postgres/wal-async.ts';
 
 const SCRIPT = join(ROOT, 'bin', 'ferry-wal-push');
 const NAME = '00000001000000000000000A';
+
+/**
+ * A copy of the script in DIR/bin beside a stand-in `ferry` that records its arguments,
+ * one per line, in DIR/calls and fails like a push that did not happen.
+ */
+function scriptWithStandIn(dir: string): { bin: string; calls: string } {
+  const bin = join(dir, 'bin');
+  const calls = join(dir, 'calls');
+  mkdirSync(bin);
+  copyFileSync(SCRIPT, join(bin, 'ferry-wal-push'));
+  writeFileSync(join(bin, 'ferry'), `#!/bin/sh\nprintf '%s\\n' "$@" > ${calls}\nexit 3\n`);
+  chmodSync(join(bin, 'ferry'), 0o755);
+  return { bin, calls };
+}
 
 describe('ferry-wal-push, the script alone', () => {
   let tmp: TempDir;
@@ -31,13 +45,7 @@ describe('ferry-wal-push, the script alone', () => {
 
   before(() => {
     tmp = makeTempDir('ferry-walpush-sh-');
-    bin = join(tmp.path, 'bin');
-    mkdirSync(bin);
-    copyFileSync(SCRIPT, join(bin, 'ferry-wal-push'));
-    calls = join(tmp.path, 'calls');
-    // The stand-in: records its arguments, one per line, and fails like a push that did not happen.
-    writeFileSync(join(bin, 'ferry'), `#!/bin/sh\nprintf '%s\\n' "$@" > ${calls}\nexit 3\n`);
-    chmodSync(join(bin, 'ferry'), 0o755);
+    ({ bin, calls } = scriptWithStandIn(tmp.path));
     walDir = join(tmp.path, 'data', 'pg_wal');
     mkdirSync(walDir, { recursive: true });
     wal = join(walDir, NAME);
@@ -125,6 +133,84 @@ describe('ferry-wal-push, the script alone', () => {
     delegated([wal], { FERRY_REPO: repo, FERRY_SPOOL: 'relative/spool' });
     assert.ok(existsSync(m.done), 'a marker it did not use is left for ferry');
     assert.equal(run([wal], env).code, 0, 'and the matching one is still answered');
+  });
+});
+
+describe('ferry-wal-push with a push worker running', () => {
+  // A real push worker and repository; the `ferry` beside the script is the recording
+  // stand-in again, so a call it answers without delegating was answered by the worker.
+  let tmp: TempDir;
+  let bin: string;
+  let calls: string;
+  let walDir: string;
+  let spool: string;
+  let env: Record<string, string>;
+  let worker: ChildProcess | undefined;
+
+  before(async () => {
+    tmp = makeTempDir('ferry-walpush-sh-worker-');
+    ({ bin, calls } = scriptWithStandIn(tmp.path));
+    walDir = join(tmp.path, 'pg_wal');
+    mkdirSync(walDir);
+    spool = join(tmp.path, 'spool');
+    const repo = join(tmp.path, 'repo');
+    const keyFile = join(tmp.path, 'ferry.key');
+    await ferryOk(['init', '--key-file', keyFile], { env: { FERRY_REPO: repo } });
+    env = { FERRY_REPO: repo, FERRY_KEY_FILE: keyFile };
+  });
+  after(async () => {
+    await stopWorker();
+    tmp?.cleanup();
+  });
+
+  async function startWorker(): Promise<void> {
+    worker = spawn(FERRY, ['wal', 'push-worker', '--spool', spool, '--wal-dir', walDir, '--idle-exit', '120'], { env: childEnv(env), stdio: 'ignore' });
+    const until = Date.now() + 20_000;
+    while (!workerRunning(spoolLayout(spool).pushPid, PUSH_WORKER_MARKER)) {
+      assert.ok(Date.now() < until, 'the push worker started');
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+  async function stopWorker(): Promise<void> {
+    const w = worker;
+    worker = undefined;
+    if (!w || w.exitCode !== null) return;
+    const gone = new Promise((r) => w.once('exit', r));
+    w.kill('SIGTERM');
+    await gone;
+  }
+  function segment(name: string, fill: number): string {
+    const path = join(walDir, name);
+    writeFileSync(path, Buffer.alloc(1 << 20, fill));
+    return path;
+  }
+  function run(args: string[], e: Record<string, string> = env): { code: number | null; delegated?: string[] } {
+    rmSync(calls, { force: true });
+    const r = spawnSync(join(bin, 'ferry-wal-push'), args, { env: { PATH: process.env.PATH ?? '/usr/bin:/bin', FERRY_SPOOL: spool, ...e }, encoding: 'utf8' });
+    return { code: r.status, delegated: existsSync(calls) ? readFileSync(calls, 'utf8').trimEnd().split('\n') : undefined };
+  }
+
+  it('hands a segment to the worker and exits 0 only once it is stored, without starting ferry', async () => {
+    await startWorker();
+    const L = spoolLayout(spool);
+    for (const [i, name] of ['000000010000000000000001', '000000010000000000000002', '000000010000000000000003'].entries()) {
+      const path = segment(name, i + 1);
+      assert.deepEqual(run([path]), { code: 0, delegated: undefined }, name);
+      const back = join(tmp.path, 'back');
+      await ferryOk(['wal', 'fetch', name, back], { env });
+      assert.ok(readFileSync(back).equals(readFileSync(path)), `${name} is in the repository, byte-identical`);
+      assert.ok(!existsSync(join(L.done, name)) && !existsSync(join(L.queue, name)), 'its marker and request are gone');
+    }
+  });
+
+  it('goes the slow way when the worker answers with an error, and when no worker runs', async () => {
+    const path = segment('000000010000000000000004', 9);
+    // A worker archives into one repository only: a request for another is refused with an error.
+    const other = run([path], { ...env, FERRY_REPO: 'file:///elsewhere' });
+    assert.deepEqual(other, { code: 3, delegated: ['wal', 'push', '--async', path] });
+    await stopWorker();
+    assert.ok(await waitWorkerGone(spoolLayout(spool).pushPid, PUSH_WORKER_MARKER, 20_000));
+    assert.deepEqual(run([path]), { code: 3, delegated: ['wal', 'push', '--async', path] });
   });
 });
 
