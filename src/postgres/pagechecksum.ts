@@ -5,6 +5,7 @@
  * the block number and reduced to 1..65535. Used to validate pages while a
  * snapshot reads them, as pgBackRest does.
  */
+import { memoryOf } from '../repo/gearscan.ts';
 import { PAGE_CHECKSUM_WASM } from './pagechecksum-wasm.ts';
 
 export const BLCKSZ = 8192;
@@ -15,19 +16,36 @@ export const RELSEG_PAGES = 131072;
  * The checksum itself runs in WebAssembly SIMD (pagechecksum.wat: the 32 sums as eight
  * 4-lane vectors), about ten times faster than the same loop in JavaScript; a full
  * snapshot checks every page it reads on the main thread, so this was its largest cost.
- * Pages are copied into the module's 64 KiB memory, eight at a time.
+ * The module works on the memory it is instantiated with: pages in a backup's read buffer
+ * (a scannable buffer, repo/gearscan.ts) are checked where they are, through an instance
+ * on that buffer's memory; pages from anywhere else are copied, eight at a time, into a
+ * 64 KiB memory of this module's own (copying every page cost a full snapshot about as
+ * much main-thread time as checking them).
  */
-const wasm = new WebAssembly.Instance(new WebAssembly.Module(Buffer.from(PAGE_CHECKSUM_WASM, 'base64'))).exports as {
-  memory: WebAssembly.Memory;
-  checksum: (ptr: number, blkno: number) => number;
-};
-const mem = new Uint8Array(wasm.memory.buffer);
-const PAGES_AT_ONCE = mem.length / BLCKSZ;
+type ChecksumAt = (ptr: number, blkno: number) => number;
+const module = new WebAssembly.Module(Buffer.from(PAGE_CHECKSUM_WASM, 'base64'));
+const instances = new WeakMap<WebAssembly.Memory, ChecksumAt>();
+
+function checksumIn(memory: WebAssembly.Memory): ChecksumAt {
+  let f = instances.get(memory);
+  if (!f) {
+    f = (new WebAssembly.Instance(module, { env: { memory } }).exports as { checksum: ChecksumAt }).checksum;
+    instances.set(memory, f);
+  }
+  return f;
+}
+
+const scratchMemory = new WebAssembly.Memory({ initial: 1, maximum: 1, shared: true });
+const scratch = new Uint8Array(scratchMemory.buffer);
+const scratchChecksum = checksumIn(scratchMemory);
+const PAGES_AT_ONCE = scratch.length / BLCKSZ;
 
 /** Checksum of one 8 KiB page as PostgreSQL computes it (pd_checksum treated as zero). */
 export function pageChecksum(page: Uint8Array, blkno: number): number {
-  mem.set(page.subarray(0, BLCKSZ), 0);
-  return wasm.checksum(0, blkno >>> 0);
+  const memory = memoryOf(page);
+  if (memory) return checksumIn(memory)(page.byteOffset, blkno >>> 0);
+  scratch.set(page.subarray(0, BLCKSZ), 0);
+  return scratchChecksum(0, blkno >>> 0);
 }
 
 function allZero(page: Uint8Array): boolean {
@@ -47,9 +65,12 @@ export function badPages(chunk: Uint8Array, offset: number, segno: number, start
   const startLo = Number(startLsn & 0xffffffffn);
   const dv = new DataView(chunk.buffer, chunk.byteOffset, chunk.length);
   const pages = Math.floor(chunk.length / BLCKSZ);
+  const memory = memoryOf(chunk);
+  const inPlace = memory ? checksumIn(memory) : undefined;
   for (let first = 0; first < pages; first += PAGES_AT_ONCE) {
     const n = Math.min(PAGES_AT_ONCE, pages - first);
-    let copied = false;
+    // Where page `first` is for the module: in the chunk's own memory, or copied to the scratch one.
+    let base = inPlace ? chunk.byteOffset + first * BLCKSZ : -1;
     for (let i = 0; i < n; i++) {
       const o = (first + i) * BLCKSZ;
       const blkno = segno * RELSEG_PAGES + (offset + o) / BLCKSZ;
@@ -62,11 +83,11 @@ export function badPages(chunk: Uint8Array, offset: number, segno: number, start
       const hi = dv.getUint32(o, true);
       const lo = dv.getUint32(o + 4, true);
       if (hi > startHi || (hi === startHi && lo >= startLo)) continue;
-      if (!copied) {
-        mem.set(chunk.subarray(first * BLCKSZ, (first + n) * BLCKSZ), 0);
-        copied = true;
+      if (base < 0) {
+        scratch.set(chunk.subarray(first * BLCKSZ, (first + n) * BLCKSZ), 0);
+        base = 0;
       }
-      if (wasm.checksum(i * BLCKSZ, blkno >>> 0) !== dv.getUint16(o + 8, true)) bad.push(blkno);
+      if ((inPlace ?? scratchChecksum)(base + i * BLCKSZ, blkno >>> 0) !== dv.getUint16(o + 8, true)) bad.push(blkno);
     }
   }
   return bad;

@@ -3,8 +3,10 @@
 ;; xor / multiply / shift / xor steps. Source of src/postgres/pagechecksum-wasm.ts:
 ;; rebuild it with `node scripts/build-wasm.mjs` after changing this file.
 (module
-  ;; One 64 KiB page of linear memory: the caller copies up to 8 data pages into it.
-  (memory (export "memory") 1 1)
+  ;; The memory the pages are in: a backup's read buffer, which lives in a shared memory of its
+  ;; own (src/repo/gearscan.ts), so pages are checked where they were read; or one 64 KiB page
+  ;; that pages from elsewhere are copied into (src/postgres/pagechecksum.ts).
+  (import "env" "memory" (memory 1 65536 shared))
   ;; checksum(ptr, blkno): the checksum of the 8 KiB page at ptr, pd_checksum taken as zero.
   (func (export "checksum") (param $p i32) (param $blk i32) (result i32)
     (local $s0 v128)

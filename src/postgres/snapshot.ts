@@ -3,7 +3,7 @@
  * directory on the database host, like pgBackRest.
  *
  *   1. pg_backup_start (pg_start_backup on 13-14) on a session held open to the end
- *   2. the data directory (and tablespaces) through the tree engine: fixed 64 KiB
+ *   2. the data directory (and tablespaces) through the tree engine: fixed 128 KiB
  *      chunks for relation files, files unchanged since the parent skipped, chunks
  *      whose pages all predate the parent's start taken from the parent unhashed,
  *      pages validated against their checksums
@@ -147,7 +147,7 @@ export async function takePgSnapshot(repo: Repository, opts: PgSnapshotOptions =
       labels: opts.labels,
       parent,
       exclude: excludeFromSnapshot,
-      chunkerFor: (n) => chunkerFor(n.path, () => repo.newChunker()),
+      chunkerFor: (n, prev) => chunkerFor(n.path, () => repo.newChunker(), prev?.lengths),
       inspect: srv.dataChecksums
         ? (node, offset, chunk) => {
             if (!isRelationFile(node.path)) return;

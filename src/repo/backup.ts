@@ -43,8 +43,8 @@ export interface BackupOptions {
   asset: string;
   labels?: string[];
   parent?: { id: string; manifest: Manifest };
-  /** Chunker for one file; defaults to the repository's FastCDC. */
-  chunkerFor?: (node: TreeNode) => Chunker;
+  /** Chunker for one file (`prev`: its copy in the parent snapshot, if any); defaults to the repository's FastCDC. */
+  chunkerFor?: (node: TreeNode, prev?: TreeNode) => Chunker;
   /** Return true to leave a path (relative) out of the snapshot. */
   exclude?: (relPath: string, isDir: boolean) => boolean;
   /** Called for every chunk saved (e.g. page checksum validation); not for chunks taken from the parent by `unchanged`. */
@@ -242,7 +242,7 @@ async function storeBuffer(saver: BlobSaver, node: TreeNode, data: Buffer, chunk
  * parent snapshot's copy, if any. Returns how many chunks were reused from it unread.
  */
 async function storeFile(saver: BlobSaver, opts: BackupOptions, node: TreeNode, pool: BufferPool, abs: string, prev: TreeNode | undefined): Promise<number> {
-  const chunker = opts.chunkerFor?.(node) ?? saver.repository.newChunker();
+  const chunker = opts.chunkerFor?.(node, prev) ?? saver.repository.newChunker();
   const saves: Promise<string>[] = [];
   const lengths: number[] = [];
   let offset = 0;

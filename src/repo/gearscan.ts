@@ -16,6 +16,7 @@ interface Scanner {
   table: DataView;
   /** The gear table now in the memory (repositories differ). */
   gear?: Uint32Array;
+  memory: WebAssembly.Memory;
 }
 
 let module: WebAssembly.Module | undefined;
@@ -27,8 +28,16 @@ export function scannableBuffer(size: number): Buffer {
   const memory = new WebAssembly.Memory({ initial: pages, maximum: pages, shared: true });
   module ??= new WebAssembly.Module(Buffer.from(GEAR_SCAN_WASM, 'base64'));
   const { scan } = new WebAssembly.Instance(module, { env: { memory } }).exports as Pick<Scanner, 'scan'>;
-  scanners.set(memory.buffer, { scan, table: new DataView(memory.buffer, 0, 1024) });
+  scanners.set(memory.buffer, { scan, table: new DataView(memory.buffer, 0, 1024), memory });
   return Buffer.from(memory.buffer, DATA_AT, size);
+}
+
+/**
+ * The shared memory a scannable buffer lives in, for other WebAssembly code to work on it in
+ * place (the page checksums of a PostgreSQL snapshot); undefined for any other buffer.
+ */
+export function memoryOf(buf: Uint8Array): WebAssembly.Memory | undefined {
+  return scanners.get(buf.buffer)?.memory;
 }
 
 /**

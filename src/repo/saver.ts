@@ -18,6 +18,36 @@ import type { Repository } from './repository.ts';
 
 /** Smaller blobs are hashed on the calling thread first (the trip costs more than a wasted seal saves). */
 const HASH_SEAL_MIN = 16 << 10;
+/** How many recent `fresh` blobs decide whether the next is hashed and sealed in one trip. */
+const GUESS_WINDOW = 64;
+
+/** The share of true among the last `size` outcomes recorded. */
+export class RecentShare {
+  private readonly ring: boolean[] = [];
+  private at = 0;
+  private trues = 0;
+
+  constructor(private readonly size: number) {}
+
+  record(v: boolean): void {
+    if (this.ring.length < this.size) this.ring.push(v);
+    else {
+      if (this.ring[this.at]) this.trues--;
+      this.ring[this.at] = v;
+      this.at = (this.at + 1) % this.size;
+    }
+    if (v) this.trues++;
+  }
+
+  /** Recorded outcomes so far, at most `size`. */
+  get count(): number {
+    return this.ring.length;
+  }
+
+  get share(): number {
+    return this.ring.length ? this.trues / this.ring.length : 0;
+  }
+}
 
 export interface SaverStats {
   newBlobs: number;
@@ -55,10 +85,8 @@ export class BlobSaver {
   private readonly indexEvery: number;
   private readonly packBuffers: BufferPool;
   private readonly level?: number;
-  /** Whether `fresh` data is still hashed and sealed in one trip (see save). */
-  private guessing = true;
-  private guesses = 0;
-  private wrongGuesses = 0;
+  /** Recent outcomes for `fresh` data: whether each blob turned out to be a duplicate (see save). */
+  private readonly freshDups = new RecentShare(GUESS_WINDOW);
 
   constructor(
     private readonly repo: Repository,
@@ -89,12 +117,15 @@ export class BlobSaver {
    * Stores `plain` as a blob unless the repository has it already. Returns its id (hex).
    * `fresh`: the data is most likely new (a file the parent snapshot did not have), so it
    * is hashed and sealed in one trip to a worker and dropped there if it was a duplicate
-   * after all. When more than a quarter of such guesses turn out duplicates (a tree copied
-   * within itself), the saver stops guessing for the rest of the run.
+   * after all. While more than a quarter of the last GUESS_WINDOW fresh blobs turned out
+   * duplicates (a tree copied within itself; the catalogs of PostgreSQL's template
+   * databases), fresh data is hashed first instead, and its outcomes keep being counted,
+   * so the one-trip path comes back as soon as new data does (the tables after them).
    */
   async save(type: BlobType, plain: Buffer, fresh = false): Promise<string> {
-    if (fresh && this.guessing && plain.length >= HASH_SEAL_MIN) return this.storeFresh(type, plain);
-    return this.store(type, plain, false);
+    if (!fresh || plain.length < HASH_SEAL_MIN) return this.store(type, plain, false);
+    if (this.freshDups.share * 4 <= 1) return this.storeFresh(type, plain);
+    return this.store(type, plain, false, (dup) => this.freshDups.record(dup));
   }
 
   private async storeFresh(type: BlobType, plain: Buffer): Promise<string> {
@@ -117,10 +148,9 @@ export class BlobSaver {
     } finally {
       this.inFlight.release(plain.length);
     }
-    this.guesses++;
+    this.freshDups.record(!r.added);
     if (!r.added) {
       this.stats.dedupedBlobs++;
-      if (++this.wrongGuesses * 4 > this.guesses && this.guesses >= 64) this.guessing = false;
       return r.id;
     }
     await this.added(plain);
@@ -147,12 +177,15 @@ export class BlobSaver {
     return this.store(type, plain, true);
   }
 
-  private async store(type: BlobType, plain: Buffer, again: boolean): Promise<string> {
+  /** `outcome`: told whether the blob was a duplicate, once that is known. */
+  private async store(type: BlobType, plain: Buffer, again: boolean, outcome?: (dup: boolean) => void): Promise<string> {
     this.throwIfFailed();
     const idBuf = await this.repo.codec.hash(plain);
     this.throwIfFailed();
     const id = idBuf.toString('hex');
-    if (this.pending.has(id) || (!again && this.repo.index.has(id))) {
+    const dup = this.pending.has(id) || (!again && this.repo.index.has(id));
+    outcome?.(dup);
+    if (dup) {
       this.stats.dedupedBlobs++;
       return id;
     }

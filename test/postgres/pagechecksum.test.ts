@@ -9,6 +9,7 @@ import { makeTempDir } from '../harness/tmp.ts';
 import { randomBytes } from 'node:crypto';
 import { spawnSync } from 'node:child_process';
 import { badPages, pageChecksum } from '../../src/postgres/pagechecksum.ts';
+import { scannableBuffer } from '../../src/repo/gearscan.ts';
 
 /** checksum_impl.h's algorithm in plain scalar code: the reference the WebAssembly SIMD version must equal. */
 const BASE = [
@@ -40,6 +41,13 @@ it('the SIMD page checksum equals the scalar reference, for any page and block n
     const blkno = i < 100 ? i : i < 200 ? 131072 * (i - 99) + i : Math.floor(Math.random() * 0xffffffff);
     assert.equal(pageChecksum(page, blkno), referenceChecksum(page, blkno), `page ${i}, block ${blkno}`);
   }
+  // In place, in a backup's read buffer (a shared WebAssembly memory), at any offset.
+  const buf = scannableBuffer(4 * 8192 + 100);
+  for (const at of [0, 8192, 37, 3 * 8192 + 99]) {
+    const page = randomBytes(8192);
+    page.copy(buf, at);
+    assert.equal(pageChecksum(buf.subarray(at, at + 8192), at + 5), referenceChecksum(page, at + 5), `in place at ${at}`);
+  }
 });
 
 it('validates every page PostgreSQL 15 wrote, and names a corrupted block', async () => {
@@ -55,6 +63,12 @@ it('validates every page PostgreSQL 15 wrote, and names a corrupted block', asyn
     const d2 = Buffer.from(data);
     d2[8192 * 3 + 500] ^= 1;
     assert.deepEqual(badPages(d2, 0, 0, 0xffffffffffffn), [3]);
+    // The same pages checked in place in a read buffer, as the snapshot does (a chunk of 8 pages at page 1).
+    const inBuf = scannableBuffer(10 * 8192);
+    d2.copy(inBuf, 8192, 0, 10 * 8192);
+    assert.deepEqual(badPages(inBuf.subarray(8192, 9 * 8192), 0, 0, 0xffffffffffffn), [3]);
+    assert.deepEqual(badPages(inBuf.subarray(4 * 8192, 6 * 8192), 3 * 8192, 0, 0xffffffffffffn), [3]);
+    assert.deepEqual(badPages(inBuf.subarray(5 * 8192, 9 * 8192), 4 * 8192, 0, 0xffffffffffffn), []);
 
     // On disk, with the server running: the snapshot reads the page, reads it again
     // (a torn read would pass the second time), and reports file and block.
