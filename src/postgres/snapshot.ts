@@ -82,6 +82,12 @@ async function inspect(c: pg.Client): Promise<Server> {
 }
 
 export async function takePgSnapshot(repo: Repository, opts: PgSnapshotOptions = {}): Promise<{ id: string; manifest: Manifest; meta: PgSnapshotMeta }> {
+  // Repository reads that need nothing from the server start now, beside the connection and
+  // the start checkpoint: the snapshots (for the parent) and the index.
+  const asset = opts.asset ?? DEFAULT_PG_ASSET;
+  const snapshots = listSnapshots(repo, { kind: 'postgres', asset });
+  snapshots.catch(() => undefined); // awaited below
+  repo.loadIndex().catch(() => undefined); // loaded again (or awaited) where it is needed
   const c = await connect(opts.conninfo);
   let started = false;
   let version = 0;
@@ -99,7 +105,6 @@ export async function takePgSnapshot(repo: Repository, opts: PgSnapshotOptions =
     if ((await realpath(pgdata).catch(() => pgdata)) !== (await realpath(srv.dataDirectory).catch(() => srv.dataDirectory))) {
       throw new ConfigError(`--pgdata ${pgdata} is not the server's data directory (${srv.dataDirectory})`, { hint: 'Ferry reads the data directory directly: run it on the database host' });
     }
-    const asset = opts.asset ?? DEFAULT_PG_ASSET;
     const label = `ferry ${new Date(repo.clock.now()).toISOString()}`;
     const startTime = new Date(repo.clock.now()).toISOString();
     const start = await queryOne<{ lsn: string }>(
@@ -121,7 +126,7 @@ export async function takePgSnapshot(repo: Repository, opts: PgSnapshotOptions =
       extraRoots.push({ prefix: `pg_tblspc/${t.oid}`, root: target });
     }
 
-    const parent = (await listSnapshots(repo, { kind: 'postgres', asset })).filter((s) => (s.manifest.meta as unknown as PgSnapshotMeta | undefined)?.systemIdentifier === srv.systemIdentifier).at(-1);
+    const parent = (await snapshots).filter((s) => (s.manifest.meta as unknown as PgSnapshotMeta | undefined)?.systemIdentifier === srv.systemIdentifier).at(-1);
     // Chunks of a relation's main fork whose pages are all older than the parent's start LSN
     // are the parent's (pg_probackup's DELTA mode does the same): every WAL-logged change
     // stamps the page with an LSN at or after the checkpoint it follows, and a page that
@@ -238,19 +243,28 @@ async function waitForWal(repo: Repository, c: pg.Client, name: string, timeoutM
   const key = walKey(name);
   const deadline = Date.now() + timeoutMs;
   const hint = "check archive_command (it should run 'ferry wal push %p' into this repository, as the database OS user) and the server log; or pass --no-archive-check";
-  // Polled often at first: archive_command usually delivers the segment within a few hundred ms.
-  for (let delay = 25; ; delay = Math.min(Math.round(delay * 1.5), 1000)) {
+  // archive_command usually delivers the segment within a few hundred ms, and a snapshot waits
+  // for it at its very end: the repository is polled every 10 ms (50 ms on a remote one: each
+  // poll is a request) for the first 2 s, then less often; the archiver's view (a query) only
+  // every 10th poll.
+  const first = repo.storage.capabilities.remote ? 50 : 10;
+  const start = Date.now();
+  for (let poll = 0; ; poll++) {
     if (await repo.storage.stat(key)) return;
-    const a = (await c.query<{ failed: string | null; failures: string; last_failed: Date | null; last_ok: Date | null }>(
-      'SELECT last_failed_wal AS failed, failed_count::text AS failures, last_failed_time AS last_failed, last_archived_time AS last_ok FROM pg_stat_archiver',
-    )).rows[0];
-    const failing = a.failed !== null && a.failed <= name && (!a.last_ok || (a.last_failed && a.last_failed > a.last_ok));
-    if (failing && Number(a.failures) >= 3) {
-      throw new PostgresError(`archive_command is failing (segment ${a.failed}, ${a.failures} failures), so WAL segment ${name} needed by this snapshot cannot reach ${repo.location}`, { hint });
+    const waited = Date.now() - start;
+    if (poll % 10 === 9 || waited > 2000) {
+      const a = (await c.query<{ failed: string | null; failures: string; last_failed: Date | null; last_ok: Date | null }>(
+        'SELECT last_failed_wal AS failed, failed_count::text AS failures, last_failed_time AS last_failed, last_archived_time AS last_ok FROM pg_stat_archiver',
+      )).rows[0];
+      const failing = a.failed !== null && a.failed <= name && (!a.last_ok || (a.last_failed && a.last_failed > a.last_ok));
+      if (failing && Number(a.failures) >= 3) {
+        throw new PostgresError(`archive_command is failing (segment ${a.failed}, ${a.failures} failures), so WAL segment ${name} needed by this snapshot cannot reach ${repo.location}`, { hint });
+      }
     }
     if (Date.now() > deadline) {
       throw new PostgresError(`WAL segment ${name}, needed to make the snapshot consistent, did not reach ${repo.location} within ${Math.round(timeoutMs / 1000)} s`, { hint });
     }
+    const delay = waited < 2000 ? first : Math.min(1000, Math.round(waited / 10));
     await new Promise((r) => setTimeout(r, delay));
   }
 }

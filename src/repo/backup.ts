@@ -131,7 +131,10 @@ function statNode(path: string, st: import('node:fs').BigIntStats): TreeNode | u
 
 export async function backupTree(repo: Repository, opts: BackupOptions): Promise<{ id: string; manifest: Manifest }> {
   const started = repo.clock.now();
-  await repo.loadIndex();
+  // The index and the parent's tree load (mostly decryption on this thread) while the walk
+  // waits on lstat calls in the thread pool.
+  const parentTree = repo.loadIndex().then(() => (opts.parent && !opts.force ? loadTree(repo, opts.parent.manifest.tree) : []));
+  parentTree.catch(() => undefined); // awaited below, after the walk
   let nodes = await walkTree(opts.root, opts.exclude);
   const absOf = new Map<TreeNode, string>();
   for (const x of opts.extraRoots ?? []) {
@@ -146,9 +149,7 @@ export async function backupTree(repo: Repository, opts: BackupOptions): Promise
   }
   nodes.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
   const parentFiles = new Map<string, TreeNode>();
-  if (opts.parent && !opts.force) {
-    for (const n of await loadTree(repo, opts.parent.manifest.tree)) if (n.type === 'file') parentFiles.set(n.path, n);
-  }
+  for (const n of await parentTree) if (n.type === 'file') parentFiles.set(n.path, n);
   const saver = new BlobSaver(repo, opts.saver);
   // Room for one slice behind the uncut tail of the previous one (a tail is shorter than the largest chunk).
   // One buffer more than files read at once: a file gives its buffer back only after taking the

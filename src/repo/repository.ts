@@ -33,6 +33,7 @@ export const DEFAULT_PACK_SIZE = 16 * 1024 * 1024;
 export class Repository {
   index = new MasterIndex();
   private indexLoaded = false;
+  private indexLoading?: Promise<MasterIndex>;
   private readonly gear: Uint32Array;
   /** Index file names read into `index`. */
   readonly indexFiles = new Set<string>();
@@ -197,8 +198,27 @@ export class Repository {
 
   // ---- index ----------------------------------------------------------------
 
+  /**
+   * Loads the index (once; `force` reloads it). Callers at once share one load, so a command
+   * can start it early, while it does other work, and await it where it needs it.
+   */
   async loadIndex(force = false): Promise<MasterIndex> {
     if (this.indexLoaded && !force) return this.index;
+    if (this.indexLoading) {
+      const pending = this.indexLoading;
+      if (!force) return pending;
+      await pending.catch(() => undefined);
+    }
+    const p = this.readIndex(force);
+    this.indexLoading = p;
+    try {
+      return await p;
+    } finally {
+      if (this.indexLoading === p) this.indexLoading = undefined;
+    }
+  }
+
+  private async readIndex(force: boolean): Promise<MasterIndex> {
     if (force) {
       this.index = new MasterIndex();
       this.indexFiles.clear();
