@@ -3,7 +3,7 @@
  * environment (PGHOST, PGPORT, PGUSER, PGDATABASE, PGPASSWORD, PGPASSFILE is not
  * read by node-postgres) or an explicit connection string.
  */
-import pg from 'pg';
+import type pg from 'pg';
 import { connectClient, redact } from './conninfo.ts';
 
 export type Client = pg.Client;

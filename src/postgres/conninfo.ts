@@ -9,7 +9,8 @@
  * node-postgres settings for the same server (clientConfigFromEnv). Passwords
  * belong in PGPASSWORD or ~/.pgpass; one given anyway is never shown (redact()).
  */
-import pg from 'pg';
+import type PgTypes from 'pg';
+import pg from './pglib.ts';
 import { PostgresError, UsageError } from '../util/errors.ts';
 
 /** libpq parameter -> environment variable (the ones libpq documents). */
@@ -160,7 +161,7 @@ export function conninfoEnv(params: Record<string, string>, base: NodeJS.Process
 }
 
 /** node-postgres settings for the server a libpq environment names (hostaddr, when set, is where it connects). */
-export function clientConfigFromEnv(env: NodeJS.ProcessEnv): pg.ClientConfig {
+export function clientConfigFromEnv(env: NodeJS.ProcessEnv): PgTypes.ClientConfig {
   const mode = env.PGSSLMODE;
   const timeout = Number(env.PGCONNECT_TIMEOUT);
   return {
@@ -181,7 +182,7 @@ export function clientConfigFromEnv(env: NodeJS.ProcessEnv): pg.ClientConfig {
  * the libpq environment alone. A failure is a PostgresError naming `what` and where,
  * with any password replaced by ***.
  */
-export function connectConninfo(conninfo: string | undefined, env: NodeJS.ProcessEnv, what: string, hint: string): Promise<pg.Client> {
+export function connectConninfo(conninfo: string | undefined, env: NodeJS.ProcessEnv, what: string, hint: string): Promise<PgTypes.Client> {
   const e = conninfo === undefined ? env : conninfoEnv(parseConninfo(conninfo, { nodePostgres: true }), env);
   const where = conninfo !== undefined ? redact(conninfo) : `${e.PGHOST ?? 'localhost'}:${e.PGPORT ?? '5432'}`;
   return connectClient(clientConfigFromEnv(e), `${what} at ${where}`, hint);
@@ -191,7 +192,7 @@ export function connectConninfo(conninfo: string | undefined, env: NodeJS.Proces
  * A connected node-postgres client for `cfg`. A failure is a PostgresError
  * "cannot connect to WHAT: reason" (any password in it replaced by ***) with `hint`.
  */
-export async function connectClient(cfg: pg.ClientConfig, what: string, hint: string): Promise<pg.Client> {
+export async function connectClient(cfg: PgTypes.ClientConfig, what: string, hint: string): Promise<PgTypes.Client> {
   const client = new pg.Client(cfg);
   try {
     await client.connect();
