@@ -138,35 +138,37 @@ export async function restorePg(repo: Repository, opts: PgRestoreOptions): Promi
   }
   const relocate = meta.tablespaces.map((t) => ({ prefix: `pg_tblspc/${t.oid}`, dir: resolve(opts.tablespaceMap?.[String(t.oid)] ?? opts.tablespaceMap?.[t.name] ?? t.location) }));
 
-  // 2. files
-  step(`restoring snapshot ${chosen.id.slice(0, 12)} (consistent at ${meta.stopTime}, LSN ${meta.stopLsn}) into ${targetDir}`);
-  await restoreTree(repo, manifest, targetDir, { delta: opts.delta, force: opts.force, owner, relocate, onProgress: opts.onProgress });
-  for (const d of ['pg_wal', 'pg_wal/archive_status']) {
-    await mkdir(join(targetDir, d), { recursive: true, mode: 0o700 });
-    if (owner) await chown(join(targetDir, d), owner.uid, owner.gid);
-  }
-
-  // 3. recovery settings
-  const env = Object.entries(opts.restoreEnv)
-    .map(([k, v]) => `${k}=${shellQuote(v)}`)
-    .join(' ');
-  const restoreCommand = `${env} ${shellQuote(opts.ferryCommand)} wal fetch "%f" "%p"`;
-  const lines = [`# added by ferry pg restore (snapshot ${chosen.id.slice(0, 12)})`, `restore_command = ${confQuote(restoreCommand)}`, "recovery_target_action = 'promote'", "recovery_target_timeline = 'latest'"];
+  // 2. files, then 3. recovery settings, written before the restore's final sync so that they
+  // are on disk with the rest when it returns
   const t = opts.target;
-  if (t.kind === 'time') lines.push(`recovery_target_time = ${confQuote(pgTargetTime(t.text))}`);
-  if (t.kind === 'lsn') lines.push(`recovery_target_lsn = ${confQuote(t.lsn)}`);
-  if (t.kind === 'xid') lines.push(`recovery_target_xid = ${confQuote(t.xid)}`);
-  if (t.kind === 'name') lines.push(`recovery_target_name = ${confQuote(t.name)}`);
-  if (t.kind === 'immediate') lines.push("recovery_target = 'immediate'");
-  if (t.kind !== 'latest' && t.kind !== 'immediate') lines.push(`recovery_target_inclusive = ${opts.exclusive ? 'off' : 'on'}`);
-  if (opts.port) lines.push(`port = ${opts.port}`);
-  if (opts.noArchive) lines.push("archive_mode = 'off'");
-  await appendFile(join(targetDir, 'postgresql.auto.conf'), '\n' + lines.join('\n') + '\n');
-  await writeFile(join(targetDir, 'recovery.signal'), '');
-  if (owner) {
-    await chown(join(targetDir, 'postgresql.auto.conf'), owner.uid, owner.gid);
-    await chown(join(targetDir, 'recovery.signal'), owner.uid, owner.gid);
-  }
+  const writeSettings = async (): Promise<void> => {
+    for (const d of ['pg_wal', 'pg_wal/archive_status']) {
+      await mkdir(join(targetDir, d), { recursive: true, mode: 0o700 });
+      if (owner) await chown(join(targetDir, d), owner.uid, owner.gid);
+    }
+    const env = Object.entries(opts.restoreEnv)
+      .map(([k, v]) => `${k}=${shellQuote(v)}`)
+      .join(' ');
+    const restoreCommand = `${env} ${shellQuote(opts.ferryCommand)} wal fetch "%f" "%p"`;
+    const lines = [`# added by ferry pg restore (snapshot ${chosen.id.slice(0, 12)})`, `restore_command = ${confQuote(restoreCommand)}`, "recovery_target_action = 'promote'", "recovery_target_timeline = 'latest'"];
+    if (t.kind === 'time') lines.push(`recovery_target_time = ${confQuote(pgTargetTime(t.text))}`);
+    if (t.kind === 'lsn') lines.push(`recovery_target_lsn = ${confQuote(t.lsn)}`);
+    if (t.kind === 'xid') lines.push(`recovery_target_xid = ${confQuote(t.xid)}`);
+    if (t.kind === 'name') lines.push(`recovery_target_name = ${confQuote(t.name)}`);
+    if (t.kind === 'immediate') lines.push("recovery_target = 'immediate'");
+    if (t.kind !== 'latest' && t.kind !== 'immediate') lines.push(`recovery_target_inclusive = ${opts.exclusive ? 'off' : 'on'}`);
+    if (opts.port) lines.push(`port = ${opts.port}`);
+    if (opts.noArchive) lines.push("archive_mode = 'off'");
+    await appendFile(join(targetDir, 'postgresql.auto.conf'), '\n' + lines.join('\n') + '\n');
+    await writeFile(join(targetDir, 'recovery.signal'), '');
+    if (owner) {
+      await chown(join(targetDir, 'postgresql.auto.conf'), owner.uid, owner.gid);
+      await chown(join(targetDir, 'recovery.signal'), owner.uid, owner.gid);
+    }
+  };
+  step(`restoring snapshot ${chosen.id.slice(0, 12)} (consistent at ${meta.stopTime}, LSN ${meta.stopLsn}) into ${targetDir}`);
+  await restoreTree(repo, manifest, targetDir, { delta: opts.delta, force: opts.force, owner, relocate, onProgress: opts.onProgress, beforeSync: writeSettings });
+
   const report: PgRestoreReport = {
     snapshot: chosen.id,
     targetDir,

@@ -142,6 +142,7 @@ export async function takePgSnapshot(repo: Repository, opts: PgSnapshotOptions =
       return x ? join(x.root, rel.slice(x.prefix.length + 1)) : join(pgdata, rel);
     };
     let stop: { lsn: string; labelfile: string; spcmapfile: string } | undefined;
+    let ready: Promise<[void, Awaited<ReturnType<typeof fingerprintCluster>> | undefined]> | undefined;
     let stopTime = '';
 
     const result = await backupTree(repo, {
@@ -180,15 +181,19 @@ export async function takePgSnapshot(repo: Repository, opts: PgSnapshotOptions =
         stopTime = new Date(repo.clock.now()).toISOString();
         stop = { lsn: r.lsn, labelfile: r.labelfile, spcmapfile: r.spcmapfile ?? '' };
         const stopWal = segmentName(timeline, lsnSegno(parseLsn(r.lsn), srv.walSegmentSize), srv.walSegmentSize);
-        [, fingerprint] = await Promise.all([
+        // The snapshot's tree and last pack are stored while archive_command delivers the stop
+        // segment and the fingerprint is taken; the manifest waits for both (meta, below).
+        ready = Promise.all([
           opts.archiveCheck !== false ? waitForWal(repo, c, stopWal, opts.archiveTimeoutMs ?? 120_000) : undefined,
           opts.fingerprint === false ? undefined : fingerprintCluster(opts.conninfo),
         ]);
+        ready.catch(() => undefined); // awaited in meta
         const files = [{ path: 'backup_label', data: Buffer.from(r.labelfile), mode: 0o600 }];
         if (r.spcmapfile) files.push({ path: 'tablespace_map', data: Buffer.from(r.spcmapfile), mode: 0o600 });
         return files;
       },
-      meta: () => {
+      meta: async () => {
+        [, fingerprint] = await ready!;
         const s = stop!;
         const m: PgSnapshotMeta = {
           systemIdentifier: srv.systemIdentifier,

@@ -34,6 +34,11 @@ export interface RestoreOptions {
    * empty or missing, like the target.
    */
   relocate?: { prefix: string; dir: string }[];
+  /**
+   * Runs once the tree is written, before the final sync: what the caller adds to the
+   * restored tree there (PostgreSQL's recovery settings) is on disk when the restore returns.
+   */
+  beforeSync?: () => Promise<void>;
 }
 
 export interface RestoreProgress {
@@ -157,6 +162,7 @@ export async function restoreTree(repo: Repository, manifest: Manifest, target: 
   } finally {
     if (timer) clearInterval(timer);
   }
+  await opts.beforeSync?.();
   // One filesystem sync at the end instead of one fsync per file.
   await syncFs(target);
   for (const r of opts.relocate ?? []) await syncFs(r.dir);
