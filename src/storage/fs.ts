@@ -30,6 +30,8 @@ interface Reader {
   users: number;
 }
 const DEFAULT_PAGE_SIZE = 1000;
+/** Files stat'ed at once while listing (see walk). */
+const STAT_BATCH = 32;
 
 export interface FsStorageOptions {
   /** Mode of new object files (before umask). Default 0o640. */
@@ -350,23 +352,36 @@ export class FsStorage implements Storage {
       .filter((e) => e.name.startsWith(nameFilter) && !e.name.startsWith(TMP_PREFIX))
       .map((e) => ({ e, sortKey: keyPrefix + e.name + (e.isDirectory() ? '/' : '') }))
       .sort((a, b) => (a.sortKey < b.sortKey ? -1 : a.sortKey > b.sortKey ? 1 : 0));
+    // Files are stat'ed STAT_BATCH at a time (in order): one after another, each stat is a
+    // round trip through the thread pool, and a WAL archive holds thousands of segments.
+    const batch: { key: string; path: string }[] = [];
+    const statBatch = async function* (files: { key: string; path: string }[]): AsyncGenerator<ObjectInfo> {
+      const stats = await Promise.all(
+        files.map((f) =>
+          stat(f.path).catch((err: Errno) => {
+            if (err.code === 'ENOENT') return undefined; // deleted during the listing
+            throw fsError(err, 'list', f.path);
+          }),
+        ),
+      );
+      for (let i = 0; i < files.length; i++) {
+        const st = stats[i];
+        if (st) yield { key: files[i].key, size: st.size, mtime: Math.floor(st.mtimeMs) };
+      }
+    };
     for (const { e, sortKey } of items) {
       if (e.isDirectory()) {
         // Every key in this subtree starts with sortKey; skip it when all sort before the cursor.
         if (after !== undefined && sortKey < after && !after.startsWith(sortKey)) continue;
+        if (batch.length) yield* statBatch(batch.splice(0));
         yield* this.walk(join(dirPath, e.name), sortKey, '', after);
       } else if (e.isFile()) {
         if (after !== undefined && sortKey <= after) continue;
-        const p = join(dirPath, e.name);
-        try {
-          const st = await stat(p);
-          yield { key: sortKey, size: st.size, mtime: Math.floor(st.mtimeMs) };
-        } catch (err) {
-          if ((err as Errno).code === 'ENOENT') continue; // deleted during the listing
-          throw fsError(err, 'list', p);
-        }
+        batch.push({ key: sortKey, path: join(dirPath, e.name) });
+        if (batch.length === STAT_BATCH) yield* statBatch(batch.splice(0));
       }
     }
+    if (batch.length) yield* statBatch(batch);
   }
 }
 
