@@ -64,9 +64,11 @@ export class Zstd {
   }
 
   /** Decompresses into `dst` (exactly `dst.length` bytes expected). */
-  decompressInto(codec: number, src: Uint8Array, dst: Uint8Array, where: string): void {
+  /** `where` names the input in errors (a function: called only for one). */
+  decompressInto(codec: number, src: Uint8Array, dst: Uint8Array, what: string | (() => string)): void {
+    const where = (): string => (typeof what === 'string' ? what : what());
     if (codec === CODEC_NONE) {
-      if (src.length !== dst.length) throw new IntegrityError(`${where} has the wrong length`);
+      if (src.length !== dst.length) throw new IntegrityError(`${where()} has the wrong length`);
       dst.set(src);
       return;
     }
@@ -75,9 +77,9 @@ export class Zstd {
     try {
       n = this.dctx.decompress(dst, src);
     } catch (e) {
-      throw new IntegrityError(`${where} does not decompress: ${(e as Error).message}`);
+      throw new IntegrityError(`${where()} does not decompress: ${(e as Error).message}`);
     }
-    if (n !== dst.length) throw new IntegrityError(`${where} decompressed to ${n} bytes, expected ${dst.length}`);
+    if (n !== dst.length) throw new IntegrityError(`${where()} decompressed to ${n} bytes, expected ${dst.length}`);
   }
 }
 

@@ -73,8 +73,9 @@ export class OpenScratch {
  * naming `where`.
  */
 export function openInto(z: Zstd, scratch: OpenScratch, encKey: Uint8Array, idOf: BlobIdFn, id: Uint8Array, sealed: Uint8Array, dst: Buffer, where: string): void {
-  const short = Buffer.from(id).toString('hex').slice(0, 16);
-  if (sealed.length < ENVELOPE_OVERHEAD) throw new IntegrityError(`blob ${short} in ${where} is truncated`);
+  // Named only in errors: made only for one.
+  const short = (): string => Buffer.from(id).toString('hex').slice(0, 16);
+  if (sealed.length < ENVELOPE_OVERHEAD) throw new IntegrityError(`blob ${short()} in ${where} is truncated`);
   const codec = sealed[0];
   const nonce = sealed.subarray(1, 13);
   const body = sealed.subarray(13, sealed.length - 16);
@@ -88,14 +89,14 @@ export function openInto(z: Zstd, scratch: OpenScratch, encKey: Uint8Array, idOf
     for (let o = 0; o < body.length; o += SLICE) at += d.update(body.subarray(o, o + SLICE)).copy(comp, at);
     d.final();
   } catch {
-    throw new IntegrityError(`blob ${short} in ${where} failed authentication (corrupted or tampered)`);
+    throw new IntegrityError(`blob ${short()} in ${where} failed authentication (corrupted or tampered)`);
   }
   if (codec === CODEC_NONE) {
-    if (body.length !== dst.length) throw new IntegrityError(`blob ${short} in ${where} has ${body.length} bytes, expected ${dst.length}`);
+    if (body.length !== dst.length) throw new IntegrityError(`blob ${short()} in ${where} has ${body.length} bytes, expected ${dst.length}`);
   } else {
-    z.decompressInto(codec, comp, dst, `blob ${short} in ${where}`);
+    z.decompressInto(codec, comp, dst, () => `blob ${short()} in ${where}`);
   }
-  if (!idOf(dst).equals(id)) throw new IntegrityError(`blob ${short} in ${where} does not match its id`);
+  if (!idOf(dst).equals(id)) throw new IntegrityError(`blob ${short()} in ${where} does not match its id`);
 }
 
 /** Opens a sealed blob into a new buffer. */
