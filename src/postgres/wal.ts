@@ -221,6 +221,11 @@ export interface PushResult {
 export interface PushOptions {
   /** For tests and tools: what to say in messages instead of the name. */
   where?: string;
+  /**
+   * zstd threads of its own for this push (default: none, zstd runs on the calling thread).
+   * The async push worker, whose pushes share one JavaScript thread, uses them.
+   */
+  threads?: number;
 }
 
 /**
@@ -257,7 +262,7 @@ export async function pushWalFile(repo: Repository, path: string, opts: PushOpti
       if (data.length !== size) throw changed(where);
       return await pushWal(repo, name, data, { where });
     }
-    const { buf, z } = (slicer = idleSlicers.pop() ?? { buf: Buffer.allocUnsafeSlow(SLICE), z: new ZstdStreamCompressor(WAL_LEVEL, SLICE) });
+    const { buf, z } = (slicer = takeSlicer(opts.threads ?? 0));
     // Two halves: the next one is read on the thread pool while this one is compressed.
     const halves = [buf.subarray(0, SLICE / 2), buf.subarray(SLICE / 2)];
     const head = readSlice(fd, halves[0], 0, where);
@@ -363,8 +368,15 @@ async function storeWal(repo: Repository, src: WalSource, where: string): Promis
 interface Slicer {
   buf: Buffer;
   z: ZstdStreamCompressor;
+  threads: number;
 }
 const idleSlicers: Slicer[] = [];
+
+function takeSlicer(threads: number): Slicer {
+  const i = idleSlicers.findIndex((s) => s.threads === threads);
+  if (i >= 0) return idleSlicers.splice(i, 1)[0];
+  return { buf: Buffer.allocUnsafeSlow(SLICE), z: new ZstdStreamCompressor(WAL_LEVEL, SLICE, threads), threads };
+}
 
 function openWalFile(path: string): number {
   try {
