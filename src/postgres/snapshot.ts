@@ -250,20 +250,25 @@ async function waitForWal(repo: Repository, c: pg.Client, name: string, timeoutM
   const hint = "check archive_command (it should run 'ferry wal push %p' into this repository, as the database OS user) and the server log; or pass --no-archive-check";
   // archive_command usually delivers the segment within a few hundred ms, and a snapshot waits
   // for it at its very end: the repository is polled every 10 ms (50 ms on a remote one: each
-  // poll is a request) for the first 2 s, then less often; the archiver's view (a query) only
-  // every 10th poll.
+  // poll is a request) for the first 2 s, then less often; the archiver's view (a query) at
+  // the start and then every 10th poll. Only failures after the wait began count: the
+  // archiver's counters still show the failures of a command fixed a moment ago (and
+  // PostgreSQL retries a segment three times, a second apart, once it is ready).
   const first = repo.storage.capabilities.remote ? 50 : 10;
   const start = Date.now();
+  let failedBefore: number | undefined;
   for (let poll = 0; ; poll++) {
     if (await repo.storage.stat(key)) return;
     const waited = Date.now() - start;
-    if (poll % 10 === 9 || waited > 2000) {
+    if (poll === 0 || poll % 10 === 9 || waited > 2000) {
       const a = (await c.query<{ failed: string | null; failures: string; last_failed: Date | null; last_ok: Date | null }>(
         'SELECT last_failed_wal AS failed, failed_count::text AS failures, last_failed_time AS last_failed, last_archived_time AS last_ok FROM pg_stat_archiver',
       )).rows[0];
+      failedBefore ??= Number(a.failures);
+      const failures = Number(a.failures) - failedBefore;
       const failing = a.failed !== null && a.failed <= name && (!a.last_ok || (a.last_failed && a.last_failed > a.last_ok));
-      if (failing && Number(a.failures) >= 3) {
-        throw new PostgresError(`archive_command is failing (segment ${a.failed}, ${a.failures} failures), so WAL segment ${name} needed by this snapshot cannot reach ${repo.location}`, { hint });
+      if (failing && failures >= 3) {
+        throw new PostgresError(`archive_command is failing (segment ${a.failed}, ${failures} failures while this snapshot waited), so WAL segment ${name} needed by this snapshot cannot reach ${repo.location}`, { hint });
       }
     }
     if (Date.now() > deadline) {
