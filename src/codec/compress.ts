@@ -63,8 +63,10 @@ export class Zstd {
     return { codec: CODEC_ZSTD, data: this.scratch.subarray(0, n) };
   }
 
-  /** Decompresses into `dst` (exactly `dst.length` bytes expected). */
-  /** `where` names the input in errors (a function: called only for one). */
+  /**
+   * Decompresses into `dst` (exactly `dst.length` bytes expected). `what` names the input in
+   * errors; a function is called only for one.
+   */
   decompressInto(codec: number, src: Uint8Array, dst: Uint8Array, what: string | (() => string)): void {
     const where = (): string => (typeof what === 'string' ? what : what());
     if (codec === CODEC_NONE) {

@@ -339,8 +339,6 @@ export interface QueueRequest {
 }
 
 export const PUSH_WORKER_MARKER = 'push-worker';
-/** zstd threads of each push of the push worker (see pushOne). */
-const ZSTD_THREADS = Math.min(2, availableParallelism());
 export const FETCH_WORKER_MARKER = 'fetch-worker';
 
 /** archive_command in async mode: resolves once the file is durably stored; throws otherwise. */
@@ -473,6 +471,9 @@ export async function failQueued(spool: string, error: unknown): Promise<void> {
   }
 }
 
+/** zstd threads of each push of the push worker (see pushOne). */
+const ZSTD_THREADS = Math.min(2, availableParallelism());
+
 /** Runs the push worker until idle for `idleExitMs` (or aborted). Returns undefined when another worker owns the spool. */
 export async function runPushWorker(repo: Repository, o: PushWorkerOptions): Promise<PushWorkerStats | undefined> {
   const L = spoolLayout(o.spool);
@@ -504,7 +505,7 @@ export async function runPushWorker(repo: Repository, o: PushWorkerOptions): Pro
       }
       // The pushes in flight share this one JavaScript thread: zstd compresses each on two
       // threads of its own, so the reads, the sealing and the other pushes go on meanwhile. A
-      // catch-up of 64 segments of table WAL here: 7.8-8.4 s with zstd on this thread, 4.6-6.5 s
+      // catch-up of 64 segments of table WAL here: 7.8-8.4 s with zstd on this thread, 4.6-6.8 s
       // so (4 threads: 7.1-9.3 s).
       const r = await pushWalFile(repo, c.path, { where: c.path, threads: ZSTD_THREADS });
       // Changed while it was read (PostgreSQL never changes a ready file): no marker, next round.
