@@ -91,6 +91,9 @@ export class Repository {
   }
 
   static async open(storage: Storage, creds: Credential[], clock: Clock = systemClock): Promise<Repository> {
+    // The key slots are listed and read while the config is read.
+    const slotsP = Repository.readSlots(storage);
+    slotsP.catch(() => undefined);
     let raw: Buffer;
     try {
       raw = await storage.get('config');
@@ -106,7 +109,7 @@ export class Repository {
         hint: 'set FERRY_PASSWORD, FERRY_PASSWORD_FILE or FERRY_KEY_FILE',
       });
     }
-    const slots = await Repository.readSlots(storage);
+    const slots = await slotsP;
     for (const cred of creds) {
       for (const slot of slots) {
         const master = await openSlot(slot, cred);

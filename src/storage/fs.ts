@@ -42,6 +42,12 @@ export interface FsStorageOptions {
 
 type Errno = NodeJS.ErrnoException;
 
+/** A directory of objects: `made` once it exists, `durable` once its parent chain is fsynced too. */
+interface DirReady {
+  made: Promise<void>;
+  durable: Promise<void>;
+}
+
 export class FsStorage implements Storage {
   readonly location: string;
   readonly capabilities: Capabilities = {
@@ -54,8 +60,8 @@ export class FsStorage implements Storage {
   private readonly root: string;
   private readonly fileMode: number;
   private readonly dirMode: number;
-  /** Directories made durable by this process (created and parent chain fsynced). */
-  private readonly durableDirs = new Map<string, Promise<void>>();
+  /** Directories this process made sure of: created (`made`), and parent chain fsynced (`durable`). */
+  private readonly durableDirs = new Map<string, DirReady>();
   private readonly readers = new Map<string, Reader>();
   private idleTimer?: NodeJS.Timeout;
 
@@ -265,7 +271,10 @@ export class FsStorage implements Storage {
   private async writeAtomic(key: string, opts: PutOptions | undefined, write: (fh: FileHandle) => Promise<void>): Promise<void> {
     const file = this.pathOf(key);
     const dir = dirname(file);
-    await this.ensureDurableDir(dir);
+    // The parent chain is fsynced while the temp file is written; the object is published
+    // only once both are durable.
+    let ready = this.ensureDurableDir(dir);
+    await ready.made;
     const tmp = join(dir, TMP_PREFIX + randomBytes(8).toString('hex'));
     let fh: FileHandle | undefined;
     let tmpExists = false;
@@ -274,7 +283,8 @@ export class FsStorage implements Storage {
         if (e.code !== 'ENOENT') throw e;
         // The directory was removed since this process made it durable: make it again.
         this.durableDirs.delete(dir);
-        await this.ensureDurableDir(dir);
+        ready = this.ensureDurableDir(dir);
+        await ready.made;
         return open(tmp, 'wx', this.fileMode);
       });
       tmpExists = true;
@@ -282,6 +292,7 @@ export class FsStorage implements Storage {
       await fh.sync();
       await fh.close();
       fh = undefined;
+      await ready.durable;
       if (opts?.ifNoneMatch) {
         try {
           await link(tmp, file);
@@ -308,30 +319,32 @@ export class FsStorage implements Storage {
    * (and above the root if this call created it), once per process per directory,
    * so a new object's directory entry chain is durable whoever created it.
    */
-  private ensureDurableDir(dir: string): Promise<void> {
+  private ensureDurableDir(dir: string): DirReady {
     let ready = this.durableDirs.get(dir);
     if (!ready) {
-      ready = this.makeDurableDir(dir);
-      this.durableDirs.set(dir, ready);
-      ready.catch(() => this.durableDirs.delete(dir));
+      const made = mkdir(dir, { recursive: true, mode: this.dirMode }).catch((e: unknown) => {
+        throw fsError(e, 'create directory', dir);
+      });
+      const r: DirReady = { made: made.then(() => undefined), durable: made.then((first) => this.syncParents(dir, first)) };
+      ready = r;
+      this.durableDirs.set(dir, r);
+      r.durable.catch(() => {
+        if (this.durableDirs.get(dir) === r) this.durableDirs.delete(dir);
+      });
     }
     return ready;
   }
 
-  private async makeDurableDir(dir: string): Promise<void> {
-    let first: string | undefined;
-    try {
-      first = await mkdir(dir, { recursive: true, mode: this.dirMode });
-    } catch (e) {
-      throw fsError(e, 'create directory', dir);
-    }
+  /** Fsyncs every directory above `dir` up to the root (above it too if mkdir created it: `first`). */
+  private async syncParents(dir: string, first: string | undefined): Promise<void> {
     const createdRoot = first !== undefined && !first.startsWith(this.root + sep);
     const top = createdRoot ? dirname(first as string) : this.root;
-    let d = dir;
-    while (d !== top && d.length > top.length) {
+    const parents: string[] = [];
+    for (let d = dir; d !== top && d.length > top.length; ) {
       d = dirname(d);
-      await fsyncDir(d);
+      parents.push(d);
     }
+    await Promise.all(parents.map(fsyncDir));
   }
 
   /**
