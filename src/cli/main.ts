@@ -43,10 +43,32 @@ function commandHelp(cmd: Command): string {
 }
 
 /**
+ * Moves global options given before the command (`ferry -v pg restore ...`, `ferry --repo R
+ * snapshots`) to after it, where the command's parser reads them. Stops at the first word
+ * that is not a global option, so a command's own options keep their place.
+ */
+export function hoistGlobalOptions(argv: string[]): string[] {
+  const moved: string[] = [];
+  let i = 0;
+  while (i < argv.length && argv[i].startsWith('-') && argv[i] !== '-' && argv[i] !== '--') {
+    const arg = argv[i];
+    const eq = arg.indexOf('=');
+    const name = arg.startsWith('--') ? arg.slice(2, eq < 0 ? undefined : eq) : Object.keys(GLOBAL_OPTIONS).find((k) => GLOBAL_OPTIONS[k].short === arg.slice(1));
+    const spec = name === undefined ? undefined : GLOBAL_OPTIONS[name];
+    if (!spec || name === 'help') break;
+    const takesValue = spec.type === 'string' && eq < 0;
+    moved.push(...argv.slice(i, i + (takesValue ? 2 : 1)));
+    i += takesValue ? 2 : 1;
+  }
+  return moved.length ? [...argv.slice(i), ...moved] : argv;
+}
+
+/**
  * Runs one command line. `load` gives the commands whose first word is `first` (all
  * commands without it): commands.ts's `loadCommands` for the full command line.
  */
-export async function main(argv: string[], load: (first?: string) => Promise<Command[]>): Promise<number> {
+export async function main(args: string[], load: (first?: string) => Promise<Command[]>): Promise<number> {
+  const argv = hoistGlobalOptions(args);
   if (argv.length === 0 || argv[0] === '--help' || argv[0] === '-h' || argv[0] === 'help') {
     process.stdout.write(overview(await load()) + '\n');
     return argv.length === 0 ? 2 : 0;
