@@ -28,20 +28,8 @@ export class Zstd {
   private readonly cctx = new binding.CCtx();
   private readonly dctx = new binding.DCtx();
   private scratch = Buffer.alloc(0);
-  private readonly threaded: boolean;
 
-  /**
-   * `threads` > 1: each call compresses on that many zstd threads (ZSTD_c_nbWorkers; the
-   * input is cut into jobs of a few MiB), for one large input that should finish soon,
-   * such as a WAL segment that PostgreSQL waits for. Any zstd decoder reads the result.
-   */
-  constructor(
-    private readonly level: number = DEFAULT_LEVEL,
-    threads = 0,
-  ) {
-    this.threaded = threads > 1;
-    if (this.threaded) this.cctx.setParameter(binding.CParameter.nbWorkers, threads);
-  }
+  constructor(private readonly level: number = DEFAULT_LEVEL) {}
 
   /**
    * Compresses `plain`; the result may be a view of the scratch buffer, valid until the
@@ -52,13 +40,7 @@ export class Zstd {
     if (plain.length < 64 || level <= 0) return { codec: CODEC_NONE, data: plain };
     const bound = binding.compressBound(plain.length);
     if (this.scratch.length < bound) this.scratch = Buffer.allocUnsafeSlow(bound);
-    let n: number;
-    if (this.threaded) {
-      this.cctx.setParameter(binding.CParameter.compressionLevel, level);
-      n = this.cctx.compress2(this.scratch, plain);
-    } else {
-      n = this.cctx.compress(this.scratch, plain, level);
-    }
+    const n = this.cctx.compress(this.scratch, plain, level);
     if (n >= plain.length) return { codec: CODEC_NONE, data: plain };
     return { codec: CODEC_ZSTD, data: this.scratch.subarray(0, n) };
   }

@@ -244,9 +244,9 @@ export async function pushWal(repo: Repository, name: string, data: Buffer, opts
  * compressed and sealed through one reused SLICE buffer in two halves (see the module
  * header): the next half is read on the thread pool while this one is compressed, which
  * took 18 ms off a 16 MiB push here (159 -> 140 ms a command). On a local repository
- * each sealed piece goes to the temp file as it is made. The bytes stored are those read; a file that changes size while it is read
- * fails the push (PostgreSQL hands over only complete files, so that means something
- * else is writing it).
+ * each sealed piece goes to the temp file as it is made. The bytes stored are those
+ * read; a file that changes size while it is read fails the push (PostgreSQL hands over
+ * only complete files, so that means something else is writing it).
  */
 export async function pushWalFile(repo: Repository, path: string, opts: PushOptions = {}): Promise<PushResult> {
   const where = opts.where ?? path;
