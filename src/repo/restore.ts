@@ -58,6 +58,8 @@ export interface RestoreResult {
 }
 
 const MAX_RANGE = 16 * 1024 * 1024;
+/** Bytes of other blobs a range GET of a restore reads and skips rather than end there (groupRanges). */
+const MAX_GAP = 256 * 1024;
 /** Files at least this large are written with O_DIRECT where possible (codec/write.ts). */
 const DIRECT_FILE = 1024 * 1024;
 /** Files up to this size go in the many-at-once lane. */
@@ -194,29 +196,51 @@ async function removeExtra(target: string, rel: string, wanted: Set<string>, nod
   return removed;
 }
 
-interface Piece {
+export interface Piece {
   id: string;
   loc: BlobLocation;
   fileOffset: number;
 }
 
-/** Groups a file's blobs into runs that are adjacent in one pack, for one range GET each. */
-function groupRanges(pieces: Piece[]): Piece[][] {
-  const groups: Piece[][] = [];
-  let cur: Piece[] = [];
-  let curLen = 0;
+/** The pieces of one pack that one range GET, of bytes [start, end), reads. */
+interface Group {
+  packId: string;
+  start: number;
+  end: number;
+  pieces: Piece[];
+}
+
+/**
+ * Groups a file's blobs into ranges of one pack, for one range GET each. Each piece is
+ * written at its own offset in the file, so a range follows the pack's order, not the
+ * file's: a file's chunks land in a pack nearly in file order, but the codec workers
+ * seal batches side by side and the files backed up at once share packs. Packs come in
+ * the order the file first uses them. A range reads past gaps of up to MAX_GAP bytes
+ * (other blobs) rather than ending there, and covers a blob the file holds twice (a
+ * page of zeros) once. Ranges are at most MAX_RANGE bytes.
+ */
+export function groupRanges(pieces: Piece[]): Group[] {
+  const byPack = new Map<string, Piece[]>();
   for (const p of pieces) {
-    const last = cur.at(-1);
-    if (last && last.loc.packId === p.loc.packId && last.loc.offset + last.loc.length === p.loc.offset && curLen + p.loc.length <= MAX_RANGE) {
-      cur.push(p);
-      curLen += p.loc.length;
-    } else {
-      if (cur.length) groups.push(cur);
-      cur = [p];
-      curLen = p.loc.length;
+    const list = byPack.get(p.loc.packId);
+    if (list) list.push(p);
+    else byPack.set(p.loc.packId, [p]);
+  }
+  const groups: Group[] = [];
+  for (const [packId, list] of byPack) {
+    list.sort((a, b) => a.loc.offset - b.loc.offset || a.fileOffset - b.fileOffset);
+    let g: Group | undefined;
+    for (const p of list) {
+      const end = p.loc.offset + p.loc.length;
+      if (g && p.loc.offset <= g.end + MAX_GAP && Math.max(g.end, end) - g.start <= MAX_RANGE) {
+        g.pieces.push(p);
+        g.end = Math.max(g.end, end);
+      } else {
+        g = { packId, start: p.loc.offset, end, pieces: [p] };
+        groups.push(g);
+      }
     }
   }
-  if (cur.length) groups.push(cur);
   return groups;
 }
 
@@ -246,20 +270,20 @@ async function restoreFile(repo: Repository, node: TreeNode, path: string, delta
   try {
     const groups = groupRanges(pieces);
     const fd = fh.fd;
-    const fetchGroup = async (g: Piece[]) => {
-      const first = g[0];
-      const len = g.reduce((a, p) => a + p.loc.length, 0);
-      const where = `pack ${first.loc.packId.slice(0, 16)}`;
+    const fetchGroup = async (g: Group) => {
+      const first = g.pieces[0];
+      const len = g.end - g.start;
+      const where = `pack ${g.packId.slice(0, 16)}`;
       let buf: Buffer;
       try {
-        buf = await repo.storage.get(packKey(first.loc.packId), { offset: first.loc.offset, length: len, immutable: true });
+        buf = await repo.storage.get(packKey(g.packId), { offset: g.start, length: len, immutable: true });
       } catch (e) {
         throw new IntegrityError(`cannot restore ${node.path} at offset ${first.fileOffset}: ${(e as Error).message}`, { cause: e });
       }
       if (buf.length !== len) throw new IntegrityError(`cannot restore ${node.path} at offset ${first.fileOffset}: ${where} is truncated`);
       await Promise.all(
-        g.map(async (p) => {
-          const rel = p.loc.offset - first.loc.offset;
+        g.pieces.map(async (p) => {
+          const rel = p.loc.offset - g.start;
           try {
             // Opened and written to the file on a worker (adjacent blobs in one write).
             const n = await repo.codec.openTo(Buffer.from(p.id, 'hex'), buf.subarray(rel, rel + p.loc.length), p.loc.rawLength, where, fd, p.fileOffset, direct?.fd);
