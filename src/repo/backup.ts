@@ -69,6 +69,8 @@ export interface BackupOptions {
 }
 
 const READ_SLICE = 2 * 1024 * 1024;
+/** A file's chunks read but not yet saved, beyond which it waits for the saver (and 8 chunks). */
+const AHEAD_BYTES = 2 * READ_SLICE;
 
 /** Walks `root` and returns nodes sorted by path (the root itself as ""). */
 export async function walkTree(root: string, exclude?: (rel: string, isDir: boolean) => boolean): Promise<TreeNode[]> {
@@ -156,7 +158,8 @@ export async function backupTree(repo: Repository, opts: BackupOptions): Promise
   // next one (its uncut tail is copied across), so with fewer they could all wait on each other.
   // FastCDC scans these buffers in WebAssembly and the codec workers read chunks straight out
   // of them (no copy); storeFile keeps a buffer's bytes unchanged until its chunks are sealed.
-  const pool = new BufferPool(READ_SLICE + repo.config.chunker.max, (opts.fileConcurrency ?? 4) + 1, (n) => repo.codec.lend(scannableBuffer(n)));
+  // Two more than that, so that a large file read alone (the others done) has slices in flight.
+  const pool = new BufferPool(READ_SLICE + repo.config.chunker.max, (opts.fileConcurrency ?? 4) + 3, (n) => repo.codec.lend(scannableBuffer(n)));
   const files = nodes.filter((n) => n.type === 'file');
   const progress: BackupProgress = {
     filesTotal: files.length,
@@ -285,6 +288,7 @@ async function storeFile(saver: BlobSaver, opts: BackupOptions, node: TreeNode, 
   }
   let total = 0;
   let waitFrom = 0;
+  let savedBytes = 0;
   // The uncut tail of the previous slice, still inside its buffer; that buffer goes back to
   // the pool only once its chunks are sealed and the tail has been copied out.
   let carry: Buffer | undefined;
@@ -325,8 +329,13 @@ async function storeFile(saver: BlobSaver, opts: BackupOptions, node: TreeNode, 
         };
       }
       if (eof) break;
-      // Keep memory bounded: do not read far ahead of the saver.
-      while (saves.length - waitFrom > 8) await saves[waitFrom++];
+      // Keep memory bounded: do not read far ahead of the saver. A slice's chunks are sealed
+      // in one batch on one worker, so a large file keeps more than one slice in flight: both
+      // workers work on it (the pool bounds the buffers too).
+      while (saves.length - waitFrom > 8 && offset - savedBytes > AHEAD_BYTES) {
+        await saves[waitFrom];
+        savedBytes += lengths[waitFrom++];
+      }
     }
   } finally {
     releasePrev?.();
