@@ -242,6 +242,34 @@ async function benchScale(scale) {
   };
 
   /** Runs fn(tool) for both tools in `order`; a failure is recorded and does not stop the other tool. */
+  /**
+   * What the disk allows a restore of `bytes`: the same number of bytes of random data (from the
+   * page cache) written with dd, O_DIRECT and one fsync at the end, into the work directory's
+   * filesystem, twice. Every restored byte must reach the disk before either tool reports
+   * success, so no restore can beat this; on this VM it varies from run to run (about 1.5 to 3.3 s
+   * for 1.1 GiB), and a restore ratio near 1 with both tools near the floor means the disk bounds both.
+   */
+  function diskFloor(bytes) {
+    if (!bytes) return undefined;
+    const src = P('tmp', 'floor-src');
+    const dst = P('tmp', 'floor-dst');
+    const mib = Math.ceil(bytes / MiB);
+    const made = spawnSync('sh', ['-c', `head -c ${mib * MiB} /dev/urandom > "$1"`, 'sh', src], { stdio: 'inherit' });
+    if (made.status !== 0) throw new Error('disk floor: cannot write random data');
+    const wallS = [];
+    for (let i = 0; i < 2; i++) {
+      spawnSync('sync');
+      const t0 = process.hrtime.bigint();
+      const r = spawnSync('dd', [`if=${src}`, `of=${dst}`, 'bs=4M', 'oflag=direct', 'conv=fsync'], { encoding: 'utf8' });
+      if (r.status !== 0) throw new Error(`disk floor: dd failed: ${r.stderr}`);
+      wallS.push(+(Number(process.hrtime.bigint() - t0) / 1e9).toFixed(3));
+      rmSync(dst, { force: true });
+    }
+    rmSync(src, { force: true });
+    log(`restore disk floor (dd of ${mib} MiB, O_DIRECT + fsync): ${wallS.map(fmtS).join(' s, ')} s`);
+    return { bytes: mib * MiB, wallS };
+  }
+
   async function step(key, title, fn) {
     const row = { title };
     for (const t of order) {
@@ -385,6 +413,7 @@ async function benchScale(scale) {
     return { ...m, info: { restoredBytes: du(rdir.pgbackrest) } };
   });
   for (const d of Object.values(rdir)) rmSync(d, { recursive: true, force: true });
+  R.info.restoreDiskFloor = diskFloor(R.steps.restore.ferry?.info?.restoredBytes ?? R.steps.restore.pgbackrest?.info?.restoredBytes);
 
   // ---------------------------------------------------------------- 5 PITR restore to ready
   const pdir = { ferry: P('pitr-ferry'), pgbackrest: P('pitr-pgbr') };
@@ -638,6 +667,12 @@ function report(R) {
   for (const t of ['ferry', 'pgbackrest']) {
     const p = s.pitr?.[t]?.info;
     if (p) out += `PITR ${t}: restore command ${fmtS(p.restoreCommandS)} s${p.pgCtlStartS != null ? `, pg_ctl start ${fmtS(p.pgCtlStartS)} s` : ''}; data at the target ${p.dataOk ? 'OK' : `WRONG (got ${p.got}, expected ${p.expected})`}\n`;
+  }
+  const floor = R.info.restoreDiskFloor;
+  if (floor) {
+    const best = Math.min(...floor.wallS);
+    const over = (t) => (s.restore?.[t]?.wallS == null ? '-' : (s.restore[t].wallS / best).toFixed(2));
+    out += `restore disk floor (dd of the ${fmtMiB(floor.bytes)} MiB restored, O_DIRECT + fsync): ${floor.wallS.map(fmtS).join(' s, ')} s; restore / best floor: ferry ${over('ferry')}, pgbackrest ${over('pgbackrest')}\n`;
   }
   const cpu = (x) => (x?.userS == null ? '-' : fmtS(x.userS + x.sysS));
   const rss = (x) => (x?.rssKB == null ? '-' : (x.rssKB / 1024).toFixed(0));
