@@ -29,6 +29,7 @@ Options:
   --wal-segments N    WAL segments pushed one by one in the WAL step (default 100)
   --pitr-wal-mb N     WAL written between the incremental snapshot and the PITR target (default 256)
   --catch-up-segments N  WAL segments in the archive catch-up steps (default 64)
+  --restore-rounds N  restores per tool, alternating which goes first; the median is reported (default 3)
   --pgbackrest-first  run pgBackRest before Ferry in every step (default: Ferry first)
   --pgbackrest-cipher also encrypt pgBackRest's repository (aes-256-cbc); Ferry always encrypts
   --ferry-no-fingerprint  run \`ferry pg snapshot --no-fingerprint\` (skips the row-count/checksum scan of
@@ -43,7 +44,7 @@ Options:
 `;
 
 const o = parseArgs(
-  { scale: 50, scales: '', randomMb: 300, walSegments: 100, pitrWalMb: 256, catchUpSegments: 64, pgbackrestFirst: false, pgbackrestCipher: false, ferryNoFingerprint: false, keepNodeExtraCaCerts: false, maxLoadWait: 180, useDist: false, keep: false },
+  { scale: 50, scales: '', randomMb: 300, walSegments: 100, pitrWalMb: 256, catchUpSegments: 64, restoreRounds: 3, pgbackrestFirst: false, pgbackrestCipher: false, ferryNoFingerprint: false, keepNodeExtraCaCerts: false, maxLoadWait: 180, useDist: false, keep: false },
   USAGE,
 );
 const scales = (o.scales ? o.scales.split(',') : [String(o.scale)]).map((s) => {
@@ -55,6 +56,10 @@ const scales = (o.scales ? o.scales.split(',') : [String(o.scale)]).map((s) => {
   return n;
 });
 o.walSegments = Math.round(o.walSegments);
+if (!Number.isInteger(o.restoreRounds)) {
+  process.stderr.write(`bench: --restore-rounds: not a positive whole number: ${o.restoreRounds}\n`);
+  process.exit(2);
+}
 envOptions.keepNodeExtraCaCerts = o.keepNodeExtraCaCerts;
 
 const GOALS = {
@@ -242,6 +247,22 @@ async function benchScale(scale) {
   };
 
   /** Runs fn(tool) for both tools in `order`; a failure is recorded and does not stop the other tool. */
+  /** One row of several rounds of a step: each tool's median round (by wall time), with every round's time; an error if any round failed. */
+  function medianRow(title, rows) {
+    const row = { title };
+    for (const t of order) {
+      const runs = rows.map((r) => r[t]);
+      const failed = runs.find((x) => !x || x.error);
+      if (failed) {
+        row[t] = failed ?? { error: 'not run' };
+        continue;
+      }
+      const sorted = [...runs].sort((a, b) => a.wallS - b.wallS);
+      row[t] = { ...sorted[Math.floor((sorted.length - 1) / 2)], roundsS: runs.map((x) => +x.wallS.toFixed(3)) };
+    }
+    return row;
+  }
+
   /**
    * What the disk allows a restore of `bytes`: the same number of bytes of random data (from the
    * page cache) written with dd, O_DIRECT and one fsync at the end, into the work directory's
@@ -270,9 +291,9 @@ async function benchScale(scale) {
     return { bytes: mib * MiB, wallS };
   }
 
-  async function step(key, title, fn) {
+  async function step(key, title, fn, tools = order) {
     const row = { title };
-    for (const t of order) {
+    for (const t of tools) {
       // Flush dirty pages (the data copy, the previous tool's writes) so neither tool pays for the other's writeback.
       spawnSync('sync');
       log(`${title}: ${t} ...`);
@@ -402,17 +423,30 @@ async function benchScale(scale) {
 
   // ---------------------------------------------------------------- 4 restore (files only)
   warmCache(ferryRepo, P('pgbr', 'repo'));
-  const rdir = { ferry: mk(P('restore-ferry')), pgbackrest: mk(P('restore-pgbr')) };
-  await step('restore', 'restore latest (files only)', async (t) => {
-    if (t === 'ferry') {
-      const m = await tooled([FERRY_BIN, 'pg', 'restore', '--target-dir', rdir.ferry, '--no-archive', '--json'], { env: ferryEnv(null), label: 'ferry pg restore' });
-      const j = JSON.parse(m.stdout);
-      return { ...m, info: { snapshot: j.snapshot, restoredBytes: du(rdir.ferry) } };
-    }
-    const m = await tooled(pgbr(`--pg1-path=${rdir.pgbackrest}`, '--archive-mode=off', 'restore'), { label: 'pgbackrest restore' });
-    return { ...m, info: { restoredBytes: du(rdir.pgbackrest) } };
-  });
-  for (const d of Object.values(rdir)) rmSync(d, { recursive: true, force: true });
+  // Several rounds, the first tool alternating, each into a new directory (removing the last
+  // restore first would leave this filesystem, which has no journal, scanning past its freshly
+  // deleted inodes for every file created: about a fifth of each tool's CPU time here); the
+  // table shows each tool's median round.
+  const restoreRounds = [];
+  const restoreDirs = [];
+  for (let i = 0; i < o.restoreRounds; i++) {
+    const rdir = { ferry: mk(P(`restore-ferry-${i + 1}`)), pgbackrest: mk(P(`restore-pgbr-${i + 1}`)) };
+    restoreDirs.push(...Object.values(rdir));
+    const title = `restore latest (files only), round ${i + 1} of ${o.restoreRounds}`;
+    const row = await step(`restore-${i + 1}`, title, async (t) => {
+      if (t === 'ferry') {
+        const m = await tooled([FERRY_BIN, 'pg', 'restore', '--target-dir', rdir.ferry, '--no-archive', '--json'], { env: ferryEnv(null), label: 'ferry pg restore' });
+        const j = JSON.parse(m.stdout);
+        return { ...m, info: { snapshot: j.snapshot, restoredBytes: du(rdir.ferry) } };
+      }
+      const m = await tooled(pgbr(`--pg1-path=${rdir.pgbackrest}`, '--archive-mode=off', 'restore'), { label: 'pgbackrest restore' });
+      return { ...m, info: { restoredBytes: du(rdir.pgbackrest) } };
+    }, i % 2 ? [...order].reverse() : order);
+    delete R.steps[`restore-${i + 1}`];
+    restoreRounds.push(row);
+  }
+  R.steps.restore = medianRow('restore latest (files only)', restoreRounds);
+  for (const d of restoreDirs) rmSync(d, { recursive: true, force: true });
   R.info.restoreDiskFloor = diskFloor(R.steps.restore.ferry?.info?.restoredBytes ?? R.steps.restore.pgbackrest?.info?.restoredBytes);
 
   // ---------------------------------------------------------------- 5 PITR restore to ready
@@ -668,6 +702,7 @@ function report(R) {
     const p = s.pitr?.[t]?.info;
     if (p) out += `PITR ${t}: restore command ${fmtS(p.restoreCommandS)} s${p.pgCtlStartS != null ? `, pg_ctl start ${fmtS(p.pgCtlStartS)} s` : ''}; data at the target ${p.dataOk ? 'OK' : `WRONG (got ${p.got}, expected ${p.expected})`}\n`;
   }
+  if (s.restore?.ferry?.roundsS) out += `restore rounds (the table shows the medians): ferry ${s.restore.ferry.roundsS.map(fmtS).join(', ')} s; pgbackrest ${(s.restore.pgbackrest?.roundsS ?? []).map(fmtS).join(', ')} s\n`;
   const floor = R.info.restoreDiskFloor;
   if (floor) {
     const best = Math.min(...floor.wallS);
