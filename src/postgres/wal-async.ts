@@ -500,6 +500,9 @@ export async function runPushWorker(repo: Repository, o: PushWorkerOptions): Pro
         return;
       }
       if (pushed.get(c.name) === before) {
+        // Pushed already. A request whose answer was taken meanwhile (marker and request removed
+        // by the waiting script) needs no second marker: nothing would take it.
+        if (c.queued && !(await stat(join(L.queue, c.name)).then(() => true, () => false))) return;
         await writeMarker(doneFile, doneMarkerText({ identity: before, repo: o.repoUrl, outcome: 'duplicate', storedBytes: 0, at: Date.now() }));
         return;
       }
@@ -529,7 +532,6 @@ export async function runPushWorker(repo: Repository, o: PushWorkerOptions): Pro
   const candidates = async (): Promise<Candidate[]> => {
     const byName = new Map<string, Candidate>();
     const errors = new Set(await listNames(L.error));
-    const done = new Set(await listNames(L.done));
     for (const name of await listNames(L.queue)) {
       const text = await readText(join(L.queue, name));
       let req: QueueRequest | undefined;
@@ -558,6 +560,9 @@ export async function runPushWorker(repo: Repository, o: PushWorkerOptions): Pro
         if (!byName.has(name)) byName.set(name, { name, path: join(o.walDir, name), queued: false });
       }
     }
+    // Listed last, with no wait between it and the checks below: a push that ended before this
+    // listing has its marker here, and one that has not is still in flight.
+    const done = new Set(await listNames(L.done));
     const out: Candidate[] = [];
     for (const c of byName.values()) {
       if (inflight.has(c.name)) continue;
