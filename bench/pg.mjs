@@ -246,15 +246,14 @@ async function benchScale(scale) {
     return JSON.parse(r.stdout)[0];
   };
 
-  /** Runs fn(tool) for both tools in `order`; a failure is recorded and does not stop the other tool. */
   /** One row of several rounds of a step: each tool's median round (by wall time), with every round's time; an error if any round failed. */
   function medianRow(title, rows) {
     const row = { title };
     for (const t of order) {
       const runs = rows.map((r) => r[t]);
-      const failed = runs.find((x) => !x || x.error);
+      const failed = runs.find((x) => x.error);
       if (failed) {
-        row[t] = failed ?? { error: 'not run' };
+        row[t] = failed;
         continue;
       }
       const sorted = [...runs].sort((a, b) => a.wallS - b.wallS);
@@ -291,6 +290,7 @@ async function benchScale(scale) {
     return { bytes: mib * MiB, wallS };
   }
 
+  /** Runs fn(tool) for both tools (in `order` unless `tools` says otherwise); a failure is recorded and does not stop the other tool. */
   async function step(key, title, fn, tools = order) {
     const row = { title };
     for (const t of tools) {
@@ -426,7 +426,7 @@ async function benchScale(scale) {
   // Several rounds, the first tool alternating, each into a new directory (removing the last
   // restore first would leave this filesystem, which has no journal, scanning past its freshly
   // deleted inodes for every file created: about a fifth of each tool's CPU time here); the
-  // table shows each tool's median round.
+  // table shows each tool's median round; the results keep every round (steps restore-1, ...).
   const restoreRounds = [];
   const restoreDirs = [];
   for (let i = 0; i < o.restoreRounds; i++) {
@@ -442,7 +442,6 @@ async function benchScale(scale) {
       const m = await tooled(pgbr(`--pg1-path=${rdir.pgbackrest}`, '--archive-mode=off', 'restore'), { label: 'pgbackrest restore' });
       return { ...m, info: { restoredBytes: du(rdir.pgbackrest) } };
     }, i % 2 ? [...order].reverse() : order);
-    delete R.steps[`restore-${i + 1}`];
     restoreRounds.push(row);
   }
   R.steps.restore = medianRow('restore latest (files only)', restoreRounds);
