@@ -362,9 +362,13 @@ export async function pushAsync(o: AsyncPushOptions): Promise<DoneMarker> {
     } catch {
       m = undefined;
     }
-    await removeFile(doneFile);
-    if (!m || m.identity !== identity || m.repo !== o.repoUrl) return undefined;
+    if (!m || m.identity !== identity || m.repo !== o.repoUrl) {
+      await removeFile(doneFile);
+      return undefined;
+    }
+    // The request before the marker: a worker that answers it twice sees it gone and withdraws the second marker.
     await removeFile(join(L.queue, name));
+    await removeFile(doneFile);
     return m;
   };
 
@@ -500,10 +504,10 @@ export async function runPushWorker(repo: Repository, o: PushWorkerOptions): Pro
         return;
       }
       if (pushed.get(c.name) === before) {
-        // Pushed already. A request whose answer was taken meanwhile (marker and request removed
-        // by the waiting script) needs no second marker: nothing would take it.
-        if (c.queued && !(await stat(join(L.queue, c.name)).then(() => true, () => false))) return;
         await writeMarker(doneFile, doneMarkerText({ identity: before, repo: o.repoUrl, outcome: 'duplicate', storedBytes: 0, at: Date.now() }));
+        // A request answered meanwhile by the first marker (the waiter removes its request, then
+        // the marker) is gone by now: nothing would take this second one.
+        if (c.queued && !existsSync(join(L.queue, c.name))) await removeFile(doneFile);
         return;
       }
       // The pushes in flight share this one JavaScript thread: zstd compresses each on two
