@@ -47,7 +47,7 @@
  */
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, unlinkSync, watch, writeSync, type FSWatcher } from 'node:fs';
+import { closeSync, existsSync, linkSync, mkdirSync, openSync, readFileSync, unlinkSync, watch, writeSync, type FSWatcher } from 'node:fs';
 import { copyFile, readdir, readFile, rename, stat, unlink, writeFile } from 'node:fs/promises';
 import { availableParallelism, tmpdir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
@@ -166,15 +166,37 @@ export function workerRunning(pidFile: string, marker: string): boolean {
 }
 
 /**
- * Takes the worker pid file (O_EXCL). A file left by a dead worker is removed
+ * Takes the worker pid file (created exclusively, never empty). A file left by a dead worker is removed
  * first. Returns a release function, or undefined when another worker runs.
  */
 export function takePidFile(pidFile: string, marker: string): (() => void) | undefined {
   for (let attempt = 0; attempt < 2; attempt++) {
     try {
-      const fd = openSync(pidFile, 'wx', 0o600);
-      writeSync(fd, `${process.pid}\n`);
-      closeSync(fd);
+      // Written whole under a temp name, then linked into place (link fails if the name exists):
+      // a created-then-written pid file is empty for a moment, and a worker starting in that
+      // moment took the empty file for a dead worker's, removed it and ran as a second worker.
+      const tmp = `${pidFile}.${process.pid}.tmp`;
+      const fd = openSync(tmp, 'w', 0o600);
+      try {
+        writeSync(fd, `${process.pid}\n`);
+      } finally {
+        closeSync(fd);
+      }
+      try {
+        linkSync(tmp, pidFile);
+      } catch (e) {
+        const code = (e as Errno).code;
+        if (code !== 'EPERM' && code !== 'ENOTSUP' && code !== 'EOPNOTSUPP') throw e;
+        // A filesystem without hard links: create it exclusively (the empty moment stays there).
+        const fx = openSync(pidFile, 'wx', 0o600);
+        try {
+          writeSync(fx, `${process.pid}\n`);
+        } finally {
+          closeSync(fx);
+        }
+      } finally {
+        unlinkSync(tmp);
+      }
       return () => {
         try {
           if (readFileSync(pidFile, 'utf8').trim() === String(process.pid)) {
@@ -507,7 +529,9 @@ export async function runPushWorker(repo: Repository, o: PushWorkerOptions): Pro
         await writeMarker(doneFile, doneMarkerText({ identity: before, repo: o.repoUrl, outcome: 'duplicate', storedBytes: 0, at: Date.now() }));
         // A request answered meanwhile by the first marker (the waiter removes its request, then
         // the marker) is gone by now: nothing would take this second one.
-        if (c.queued && !existsSync(join(L.queue, c.name))) await removeFile(doneFile);
+        const answered = c.queued && !existsSync(join(L.queue, c.name));
+        if (answered) await removeFile(doneFile);
+        o.log(`${c.name}: requested again, pushed earlier by this worker${answered ? '; the request was answered meanwhile' : ''}`);
         return;
       }
       // The pushes in flight share this one JavaScript thread: zstd compresses each on two
@@ -521,8 +545,10 @@ export async function runPushWorker(repo: Repository, o: PushWorkerOptions): Pro
       stats.pushed++;
       stats.bytes += r.bytes;
       stats.storedBytes += r.outcome === 'stored' || r.outcome === 'replaced' ? r.storedBytes : 0;
-      if (r.outcome !== 'stored') o.log(`${c.name}: ${r.outcome === 'duplicate' ? 'already in the repository with the same content' : r.outcome}`);
       await writeMarker(doneFile, doneMarkerText({ identity: before, repo: o.repoUrl, outcome: r.outcome, storedBytes: r.storedBytes, at: Date.now() }));
+      // One line per segment: what a stale marker or a slow archive is traced back to.
+      const what = r.outcome === 'duplicate' ? 'already in the repository with the same content' : `${r.outcome}, ${r.storedBytes} bytes`;
+      o.log(`${c.name}: ${what} (${c.queued ? 'requested' : 'ready, ahead of archive_command'})`);
     } catch (e) {
       stats.failed++;
       const hint = e instanceof FerryError && e.hint ? `\nhint: ${e.hint}` : '';

@@ -157,8 +157,11 @@ describe('wal fetch --async', () => {
     const L = spoolLayout(fetchSpool);
     assert.ok(await waitWorkerGone(L.fetchPid, FETCH_WORKER_MARKER, 20_000));
     const wlog = readFileSync(join(fetchSpool, 'fetch-worker.log'), 'utf8');
-    const m = /prefetched (\d+) file/.exec(wlog);
-    assert.ok(m && Number(m[1]) > 0, `the fetch worker prefetched segments:\n${wlog}`);
+    // How many it prefetched is a race between replay and the worker's start (a few segments
+    // here, and on a loaded machine replay can end first); that the spool serves what it
+    // prefetched is the test above. Here: it ran, and ended cleanly.
+    assert.match(wlog, /fetch worker \d+ started/);
+    assert.match(wlog, /fetch worker \d+ exiting: prefetched \d+ file/, wlog);
     assert.ok(!workerRunning(L.fetchPid, FETCH_WORKER_MARKER));
   });
 });

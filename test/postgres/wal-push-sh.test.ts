@@ -259,6 +259,8 @@ describe('ferry-wal-push as archive_command', () => {
     const pushed = [...log.matchAll(/exiting: pushed (\d+)/g)].reduce((sum, m) => sum + Number(m[1]), 0);
     assert.ok(pushed >= names.length, `the worker pushed every segment (${pushed} of ${names.length})`);
     assert.deepEqual(readdirSync(L.queue), [], 'no request left in the queue');
-    assert.deepEqual(readdirSync(L.done), [], 'every marker was taken');
+    // On failure, what the worker did and what the marker says (a stale marker names its outcome and time).
+    const left = readdirSync(L.done).map((n) => `${n}: ${readFileSync(join(L.done, n), 'utf8')}`);
+    assert.deepEqual(left, [], `every marker was taken\n${log}`);
   });
 });
