@@ -545,10 +545,10 @@ export async function runPushWorker(repo: Repository, o: PushWorkerOptions): Pro
       stats.pushed++;
       stats.bytes += r.bytes;
       stats.storedBytes += r.outcome === 'stored' || r.outcome === 'replaced' ? r.storedBytes : 0;
+      // Only what is unusual is logged: a line per segment would grow this log (which nothing
+      // rotates) by about 170 MB a day at a sustained 20 segments a second.
+      if (r.outcome !== 'stored') o.log(`${c.name}: ${r.outcome === 'duplicate' ? 'already in the repository with the same content' : r.outcome} (${c.queued ? 'requested' : 'ready, ahead of archive_command'})`);
       await writeMarker(doneFile, doneMarkerText({ identity: before, repo: o.repoUrl, outcome: r.outcome, storedBytes: r.storedBytes, at: Date.now() }));
-      // One line per segment: what a stale marker or a slow archive is traced back to.
-      const what = r.outcome === 'duplicate' ? 'already in the repository with the same content' : `${r.outcome}, ${r.storedBytes} bytes`;
-      o.log(`${c.name}: ${what} (${c.queued ? 'requested' : 'ready, ahead of archive_command'})`);
     } catch (e) {
       stats.failed++;
       const hint = e instanceof FerryError && e.hint ? `\nhint: ${e.hint}` : '';
