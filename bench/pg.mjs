@@ -3,7 +3,7 @@
 // pgBackRest on the same cluster data. Usage: node bench/pg.mjs [--scale 50] [--scales 50,200] [--keep]
 // bench/README.md ("pg.mjs") explains the set-up and the output.
 import { spawnSync } from 'node:child_process';
-import { chmodSync, copyFileSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { mkdtemp } from 'node:fs/promises';
 import { cpus } from 'node:os';
 import { join } from 'node:path';
@@ -487,6 +487,8 @@ async function benchScale(scale) {
     parts.expected = expected[t];
     if (!parts.dataOk) log(`PITR ${t}: data at the target differs: got ${got}, expected ${expected[t]}`);
     stopDataDirSync(BIN, dir, 'fast');
+    // Ferry's server log is inside the restored directory: kept beside pgBackRest's (--keep) for a look at the recovery.
+    if (t === 'ferry' && existsSync(join(dir, 'ferry-restore.log'))) copyFileSync(join(dir, 'ferry-restore.log'), P('logs', 'pitr-ferry.log'));
     rmSync(dir, { recursive: true, force: true });
     return { wallS, rssKB: m.rssKB, userS: m.userS, sysS: m.sysS, info: parts };
   });
