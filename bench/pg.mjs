@@ -81,9 +81,9 @@ let FERRY_BIN = join(ROOT, 'bin', 'ferry');
 if (ferry.outdir) {
   mkdirSync(join(ferry.outdir, 'bin'), { recursive: true });
   FERRY_BIN = join(ferry.outdir, 'bin', 'ferry');
-  for (const f of ['ferry', 'ferry-wal-push', 'package.json']) copyFileSync(join(ROOT, 'bin', f), join(ferry.outdir, 'bin', f)); // package.json: bin/ferry is CommonJS
+  for (const f of ['ferry', 'ferry-wal-push', 'ferry-wal-fetch', 'ferry-wal.sh', 'package.json']) copyFileSync(join(ROOT, 'bin', f), join(ferry.outdir, 'bin', f)); // package.json: bin/ferry is CommonJS
   chmodSync(FERRY_BIN, 0o755);
-  chmodSync(join(ferry.outdir, 'bin', 'ferry-wal-push'), 0o755);
+  for (const f of ['ferry-wal-push', 'ferry-wal-fetch']) chmodSync(join(ferry.outdir, 'bin', f), 0o755);
 }
 const FERRY_PUSH_BIN = join(FERRY_BIN, '..', 'ferry-wal-push');
 

@@ -31,7 +31,10 @@
  *   with nothing to do and is started again on demand.
  *
  * Fetch (`wal fetch --async NAME DEST`, run by restore_command):
- *   1. fetch/wal/NAME exists → rename it to DEST (a local rename), exit 0.
+ *   1. fetch/wal/NAME exists → rename it to DEST (a local rename), exit 0. While the worker
+ *      runs, bin/ferry-wal-fetch does this step in the shell (a hard link, or a copy renamed
+ *      into place), checking fetch/repo and fetch/worker.pid and writing fetch/want as
+ *      `Want` JSON itself; it relies on `defaultSpool` and the layout as written here.
  *   2. Otherwise fetch NAME directly, as the synchronous path does.
  *   Either way, record NAME in fetch/want and make sure a fetch worker runs; it keeps
  *   the next K segments of NAME's timeline in fetch/wal/ and removes the rest.

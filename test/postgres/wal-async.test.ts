@@ -3,14 +3,14 @@
  * archive_command = `ferry wal push --async` under pgbench load (every segment
  * byte-identical to a `cp` archive, the push worker exits when idle), errors and
  * duplicates through the spool, and a base backup (pg_basebackup -X none)
- * recovered to the end of the archive with restore_command = `ferry wal fetch
- * --async`, ending with the same data as the primary.
+ * recovered to the end of the archive with restore_command = bin/ferry-wal-fetch (the
+ * shell entry of `ferry wal fetch --async`), ending with the same data as the primary.
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { FERRY, ferry, ferryOk } from '../harness/cli.ts';
+import { FERRY, ROOT, ferry, ferryOk } from '../harness/cli.ts';
 import { startCluster, type TestCluster } from '../harness/pg.ts';
 import { chownToPostgres, makeTempDir, type TempDir } from '../harness/tmp.ts';
 import { spoolLayout, waitWorkerGone, workerRunning, PUSH_WORKER_MARKER, FETCH_WORKER_MARKER } from '../../src/postgres/wal-async.ts';
@@ -129,7 +129,7 @@ describe('wal fetch --async', () => {
     assert.deepEqual(readdirSync(L.fetched), [], 'the worker empties its spool when it exits');
   });
 
-  it('recovers a base backup to the end of the archive with restore_command = wal fetch --async', async () => {
+  it('recovers a base backup to the end of the archive with restore_command = bin/ferry-wal-fetch (wal fetch --async)', async () => {
     const fetchSpool = join(tmp.path, 'spool-restore');
     writeFileSync(join(base, 'recovery.signal'), '');
     await chownToPostgres(base);
@@ -138,7 +138,8 @@ describe('wal fetch --async', () => {
       env,
       conf: [
         'archive_mode = off',
-        `restore_command = '${node} ${FERRY} wal fetch --async --spool ${fetchSpool} %f %p'`,
+        // bin/ferry-wal-fetch: the shell fast path while the fetch worker runs, `ferry wal fetch --async` otherwise.
+        `restore_command = '${join(ROOT, 'bin', 'ferry-wal-fetch')} --spool ${fetchSpool} %f %p'`,
         "recovery_target_timeline = 'latest'",
         "recovery_target_action = 'promote'",
       ],

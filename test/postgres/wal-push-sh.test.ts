@@ -9,10 +9,11 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { chmodSync, copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdirSync, readdirSync, readFileSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { FERRY, ROOT, childEnv, ferryOk } from '../harness/cli.ts';
+import { scriptWithStandIn, type ScriptWithStandIn } from '../harness/walscript.ts';
 import { startCluster, type TestCluster } from '../harness/pg.ts';
 import { chownToPostgres, makeTempDir, type TempDir } from '../harness/tmp.ts';
 import { waitArchived } from '../harness/archive.ts';
@@ -21,31 +22,16 @@ import { defaultSpool, doneMarkerText, fileIdentity, spoolLayout, waitWorkerGone
 const SCRIPT = join(ROOT, 'bin', 'ferry-wal-push');
 const NAME = '00000001000000000000000A';
 
-/**
- * A copy of the script in DIR/bin beside a stand-in `ferry` that records its arguments,
- * one per line, in DIR/calls and fails like a push that did not happen.
- */
-function scriptWithStandIn(dir: string): { bin: string; calls: string } {
-  const bin = join(dir, 'bin');
-  const calls = join(dir, 'calls');
-  mkdirSync(bin);
-  copyFileSync(SCRIPT, join(bin, 'ferry-wal-push'));
-  writeFileSync(join(bin, 'ferry'), `#!/bin/sh\nprintf '%s\\n' "$@" > ${calls}\nexit 3\n`);
-  chmodSync(join(bin, 'ferry'), 0o755);
-  return { bin, calls };
-}
-
 describe('ferry-wal-push, the script alone', () => {
   let tmp: TempDir;
-  let bin: string;
-  let calls: string;
+  let script: ScriptWithStandIn;
   let walDir: string;
   let wal: string;
   const repo = 's3://bucket/ferry prefix';
 
   before(() => {
     tmp = makeTempDir('ferry-walpush-sh-');
-    ({ bin, calls } = scriptWithStandIn(tmp.path));
+    script = scriptWithStandIn(tmp.path, 'ferry-wal-push');
     walDir = join(tmp.path, 'data', 'pg_wal');
     mkdirSync(walDir, { recursive: true });
     wal = join(walDir, NAME);
@@ -53,13 +39,7 @@ describe('ferry-wal-push, the script alone', () => {
   });
   after(() => tmp?.cleanup());
 
-  /** Runs the script; returns its exit code and the stand-in's arguments (undefined when it was not run). */
-  function run(args: string[], env: Record<string, string>, cwd = tmp.path): { code: number | null; delegated?: string[] } {
-    rmSync(calls, { force: true });
-    const base: Record<string, string> = { PATH: process.env.PATH ?? '/usr/bin:/bin' };
-    const r = spawnSync(join(bin, 'ferry-wal-push'), args, { env: { ...base, ...env }, cwd, encoding: 'utf8' });
-    return { code: r.status, delegated: existsSync(calls) ? readFileSync(calls, 'utf8').trimEnd().split('\n') : undefined };
-  }
+  const run = (args: string[], env: Record<string, string>, cwd?: string) => script.run(args, env, cwd);
 
   async function mark(spool: string, forRepo = repo, identity?: string): Promise<{ done: string; queued: string }> {
     const L = spoolLayout(spool);
@@ -140,8 +120,7 @@ describe('ferry-wal-push with a push worker running', () => {
   // A real push worker and repository; the `ferry` beside the script is the recording
   // stand-in again, so a call it answers without delegating was answered by the worker.
   let tmp: TempDir;
-  let bin: string;
-  let calls: string;
+  let script: ScriptWithStandIn;
   let walDir: string;
   let spool: string;
   let env: Record<string, string>;
@@ -149,7 +128,7 @@ describe('ferry-wal-push with a push worker running', () => {
 
   before(async () => {
     tmp = makeTempDir('ferry-walpush-sh-worker-');
-    ({ bin, calls } = scriptWithStandIn(tmp.path));
+    script = scriptWithStandIn(tmp.path, 'ferry-wal-push');
     walDir = join(tmp.path, 'pg_wal');
     mkdirSync(walDir);
     spool = join(tmp.path, 'spool');
@@ -184,11 +163,7 @@ describe('ferry-wal-push with a push worker running', () => {
     writeFileSync(path, Buffer.alloc(1 << 20, fill));
     return path;
   }
-  function run(args: string[], e: Record<string, string> = env): { code: number | null; delegated?: string[] } {
-    rmSync(calls, { force: true });
-    const r = spawnSync(join(bin, 'ferry-wal-push'), args, { env: { PATH: process.env.PATH ?? '/usr/bin:/bin', FERRY_SPOOL: spool, ...e }, encoding: 'utf8' });
-    return { code: r.status, delegated: existsSync(calls) ? readFileSync(calls, 'utf8').trimEnd().split('\n') : undefined };
-  }
+  const run = (args: string[], e: Record<string, string> = env) => script.run(args, { FERRY_SPOOL: spool, ...e });
 
   it('hands a segment to the worker and exits 0 only once it is stored, without starting ferry', async () => {
     await startWorker();
