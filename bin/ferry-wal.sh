@@ -29,3 +29,31 @@ ferry_spool() {
 	h=${h%"${h#????????????}"}
 	spool=$tmp/ferry-spool-$(id -u)-$h
 }
+
+# ferry_segment NAME: whether NAME is a plain WAL segment name (24 upper-case hex digits).
+ferry_segment() {
+	hex='[0-9A-F][0-9A-F][0-9A-F][0-9A-F][0-9A-F][0-9A-F][0-9A-F][0-9A-F]'
+	case $1 in
+	$hex$hex$hex) ;;
+	*) return 1 ;;
+	esac
+}
+
+# ferry_json_plain S: whether JSON writes S unchanged inside quotes (no quote, backslash or
+# control character), so that the scripts can write and match it as Ferry does.
+ferry_json_plain() {
+	case $1 in
+	*[\"\\]* | *[[:cntrl:]]*) return 1 ;;
+	esac
+}
+
+# ferry_worker_runs PIDFILE MARKER: whether the worker named in PIDFILE runs; sets pid. A
+# recycled pid belongs to another program: its command line must name MARKER (workerRunning()).
+ferry_worker_runs() {
+	pid=''
+	{ IFS= read -r pid <"$1"; } 2>/dev/null || return 1
+	case $pid in '' | *[!0-9]*) return 1 ;; esac
+	kill -0 "$pid" 2>/dev/null || return 1
+	cmd=$(tr '\000' ' ' <"/proc/$pid/cmdline" 2>/dev/null) || return 1
+	case $cmd in *"$2"*) ;; *) return 1 ;; esac
+}

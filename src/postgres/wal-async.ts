@@ -50,7 +50,7 @@
  */
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { closeSync, existsSync, linkSync, mkdirSync, openSync, readFileSync, unlinkSync, watch, writeSync, type FSWatcher } from 'node:fs';
+import { closeSync, existsSync, linkSync, mkdirSync, openSync, readFileSync, unlinkSync, watch, writeFileSync, writeSync, type FSWatcher } from 'node:fs';
 import { copyFile, readdir, readFile, rename, stat, unlink, writeFile } from 'node:fs/promises';
 import { availableParallelism, tmpdir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
@@ -179,24 +179,15 @@ export function takePidFile(pidFile: string, marker: string): (() => void) | und
       // a created-then-written pid file is empty for a moment, and a worker starting in that
       // moment took the empty file for a dead worker's, removed it and ran as a second worker.
       const tmp = `${pidFile}.${process.pid}.tmp`;
-      const fd = openSync(tmp, 'w', 0o600);
-      try {
-        writeSync(fd, `${process.pid}\n`);
-      } finally {
-        closeSync(fd);
-      }
+      const text = `${process.pid}\n`;
+      writeFileSync(tmp, text, { mode: 0o600 });
       try {
         linkSync(tmp, pidFile);
       } catch (e) {
         const code = (e as Errno).code;
         if (code !== 'EPERM' && code !== 'ENOTSUP' && code !== 'EOPNOTSUPP') throw e;
         // A filesystem without hard links: create it exclusively (the empty moment stays there).
-        const fx = openSync(pidFile, 'wx', 0o600);
-        try {
-          writeSync(fx, `${process.pid}\n`);
-        } finally {
-          closeSync(fx);
-        }
+        writeFileSync(pidFile, text, { mode: 0o600, flag: 'wx' });
       } finally {
         unlinkSync(tmp);
       }

@@ -9,10 +9,6 @@ import { join } from 'node:path';
 import { ROOT } from './cli.ts';
 
 export interface ScriptWithStandIn {
-  /** The directory holding the script and the stand-in. */
-  bin: string;
-  /** Where the stand-in writes its arguments, one per line. */
-  calls: string;
   /** Runs the script: its exit code, and the stand-in's arguments (undefined when the script did not delegate). */
   run(args: string[], env: Record<string, string>, cwd?: string): { code: number | null; delegated?: string[] };
 }
@@ -30,8 +26,6 @@ export function scriptWithStandIn(dir: string, script: string): ScriptWithStandI
   writeFileSync(join(bin, 'ferry'), `#!/bin/sh\nprintf '%s\\n' "$@" > ${calls}\nexit 3\n`);
   chmodSync(join(bin, 'ferry'), 0o755);
   return {
-    bin,
-    calls,
     run(args, env, cwd = dir) {
       rmSync(calls, { force: true });
       const r = spawnSync(join(bin, script), args, { env: { PATH: process.env.PATH ?? '/usr/bin:/bin', ...env }, cwd, encoding: 'utf8' });
