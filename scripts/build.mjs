@@ -8,12 +8,21 @@
 //                        fetch in a throwaway repository;
 //   dist/codec-worker.mjs  the codec worker threads.
 // Native and optional modules stay external.
-import { build } from 'esbuild';
 import { spawnSync } from 'node:child_process';
+import { createRequire } from 'node:module';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+
+// A fresh clone has no node_modules yet: say how to get them instead of ERR_MODULE_NOT_FOUND.
+try {
+  createRequire(import.meta.url).resolve('esbuild');
+} catch {
+  process.stderr.write('build: esbuild is not installed (no node_modules yet)\nhint: run `node scripts/setup.mjs` (or `npm test` / `npm run demo`, which run it): it installs the dependencies and builds\n');
+  process.exit(2);
+}
+const { build } = await import('esbuild');
 
 // Build beside dist/ and swap it in, so a running `bin/ferry` (a test, archive_command) never
 // finds dist/ half-written or missing.
