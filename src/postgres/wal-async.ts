@@ -155,8 +155,8 @@ function pidAlive(pid: number, marker: string): boolean {
   }
 }
 
-/** Whether a live worker owns `pidFile`. */
-export function workerRunning(pidFile: string, marker: string): boolean {
+/** The pid of the live worker that owns `pidFile`, if one does. */
+function runningWorkerPid(pidFile: string, marker: string): number | undefined {
   const text = (() => {
     try {
       return readFileSync(pidFile, 'utf8');
@@ -165,7 +165,34 @@ export function workerRunning(pidFile: string, marker: string): boolean {
     }
   })();
   const pid = Number(text?.trim());
-  return Number.isInteger(pid) && pid > 0 && pidAlive(pid, marker);
+  return Number.isInteger(pid) && pid > 0 && pidAlive(pid, marker) ? pid : undefined;
+}
+
+/** Whether a live worker owns `pidFile`. */
+export function workerRunning(pidFile: string, marker: string): boolean {
+  return runningWorkerPid(pidFile, marker) !== undefined;
+}
+
+/**
+ * Stops the worker that owns `pidFile`: SIGTERM (it finishes what is in flight and cleans its
+ * spool up), then SIGKILL if it is still there after `timeoutMs`. Returns whether one ran.
+ */
+export async function stopWorker(pidFile: string, marker: string, timeoutMs = 10_000): Promise<boolean> {
+  const pid = runningWorkerPid(pidFile, marker);
+  if (pid === undefined) return false;
+  try {
+    process.kill(pid, 'SIGTERM');
+  } catch {
+    return true; // gone meanwhile
+  }
+  if (!(await waitWorkerGone(pidFile, marker, timeoutMs))) {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      /* gone meanwhile */
+    }
+  }
+  return true;
 }
 
 /**
@@ -723,12 +750,19 @@ async function wipe(dir: string): Promise<void> {
 }
 
 /** Runs the fetch worker until nothing was asked for `idleExitMs`. Returns undefined when another worker owns the spool. */
-export async function runFetchWorker(repo: Repository, o: FetchWorkerOptions): Promise<{ fetched: number } | undefined> {
+export async function runFetchWorker(repo: Repository, o: FetchWorkerOptions): Promise<{ fetched: number; served: number } | undefined> {
   const L = spoolLayout(o.spool);
   ensureDirs(L.fetched);
   const release = takePidFile(L.fetchPid, FETCH_WORKER_MARKER);
   if (!release) return undefined;
   let fetched = 0;
+  /** Names it fetched that restore_command then asked for (served from the spool, as want shows after). */
+  let served = 0;
+  /**
+   * Names it fetched and has not removed itself. One of these missing from the spool was taken
+   * by restore_command, which writes want only after moving the file: not fetched again meanwhile.
+   */
+  const fetchedNames = new Set<string>();
   const inflight = new Map<string, Promise<void>>();
   /** name -> when it was last found missing (retried after a pause: it may be archived meanwhile). */
   const missingAt = new Map<string, number>();
@@ -740,6 +774,7 @@ export async function runFetchWorker(repo: Repository, o: FetchWorkerOptions): P
     try {
       await fetchWalTo(repo, name, join(L.fetched, name));
       fetched++;
+      fetchedNames.add(name);
       missingAt.delete(name);
     } catch (e) {
       if (e instanceof WalMissingError) missingAt.set(name, Date.now());
@@ -767,14 +802,20 @@ export async function runFetchWorker(repo: Repository, o: FetchWorkerOptions): P
         want = undefined;
       }
       if (want && want.repo !== o.repoUrl) break; // another repository now: the next call starts a worker for it
+      if (want && fetchedNames.delete(want.name)) served++;
       const win = want ? prefetchWindow(want, o.ahead) : [];
       const keep = new Set(win);
-      for (const n of await listNames(L.fetched)) if (!keep.has(n) && !inflight.has(n)) await removeFile(join(L.fetched, n));
+      for (const n of await listNames(L.fetched)) {
+        if (keep.has(n) || inflight.has(n)) continue;
+        await removeFile(join(L.fetched, n));
+        fetchedNames.delete(n);
+      }
+      for (const n of fetchedNames) if (!keep.has(n) && !inflight.has(n)) fetchedNames.delete(n); // taken, and the window has moved past it
       const have = new Set(await listNames(L.fetched));
       const now = Date.now();
       for (const name of win) {
         if (inflight.size >= o.parallel) break;
-        if (have.has(name) || inflight.has(name)) continue;
+        if (have.has(name) || inflight.has(name) || fetchedNames.has(name)) continue;
         const m = missingAt.get(name);
         if (m !== undefined && now - m < 1000) continue;
         inflight.set(name, fetchOne(name).finally(() => inflight.delete(name)));
@@ -783,8 +824,8 @@ export async function runFetchWorker(repo: Repository, o: FetchWorkerOptions): P
       await Promise.race([...inflight.values(), asked.next(200)]);
     }
     await Promise.all(inflight.values());
-    o.log(`fetch worker ${process.pid} exiting: prefetched ${fetched} file(s)`);
-    return { fetched };
+    o.log(`fetch worker ${process.pid} exiting: prefetched ${fetched} file(s), ${served} of them asked for`);
+    return { fetched, served };
   } finally {
     asked.close();
     await removeFile(L.fetchRepo).catch(() => undefined);
