@@ -465,6 +465,8 @@ async function benchScale(scale) {
       parts.restoreCommandS = +m.wallS.toFixed(3);
       const j = JSON.parse(m.stdout);
       parts.reached = j.reached;
+      parts.walFetch = j.walFetch; // 'async' (bin/ferry-wal-fetch, the default) or 'sync'
+      if (j.prefetch) parts.prefetch = j.prefetch;
     } else {
       m = await tooled(pgbr(`--pg1-path=${dir}`, '--type=time', `--target=${target}`, '--target-action=promote', '--archive-mode=off', 'restore'), { label: 'pgbackrest restore --type=time' });
       parts.restoreCommandS = +m.wallS.toFixed(3);
@@ -489,6 +491,7 @@ async function benchScale(scale) {
     stopDataDirSync(BIN, dir, 'fast');
     // Ferry's server log is inside the restored directory: kept beside pgBackRest's (--keep) for a look at the recovery.
     if (t === 'ferry' && existsSync(join(dir, 'ferry-restore.log'))) copyFileSync(join(dir, 'ferry-restore.log'), P('logs', 'pitr-ferry.log'));
+    if (t === 'ferry' && existsSync(join(dir, 'ferry-fetch.log'))) copyFileSync(join(dir, 'ferry-fetch.log'), P('logs', 'pitr-ferry-fetch.log'));
     rmSync(dir, { recursive: true, force: true });
     return { wallS, rssKB: m.rssKB, userS: m.userS, sysS: m.sysS, info: parts };
   });
@@ -701,7 +704,7 @@ function report(R) {
   out += `change: WAL ${fmtMiB(R.info.changeWalBytes?.a)} MiB; PITR: target ${R.info.pitr?.target}, ${fmtMiB(R.info.pitrWalBytes?.a)} MiB of WAL after the incremental to replay\n`;
   for (const t of ['ferry', 'pgbackrest']) {
     const p = s.pitr?.[t]?.info;
-    if (p) out += `PITR ${t}: restore command ${fmtS(p.restoreCommandS)} s${p.pgCtlStartS != null ? `, pg_ctl start ${fmtS(p.pgCtlStartS)} s` : ''}; data at the target ${p.dataOk ? 'OK' : `WRONG (got ${p.got}, expected ${p.expected})`}\n`;
+    if (p) out += `PITR ${t}: restore command ${fmtS(p.restoreCommandS)} s${p.pgCtlStartS != null ? `, pg_ctl start ${fmtS(p.pgCtlStartS)} s` : ''}${p.walFetch ? `, restore_command ${p.walFetch === 'async' ? 'bin/ferry-wal-fetch' : 'ferry wal fetch'}${p.prefetch ? ` (${p.prefetch.served} of ${p.prefetch.prefetched} prefetched segments asked for)` : ''}` : ''}; data at the target ${p.dataOk ? 'OK' : `WRONG (got ${p.got}, expected ${p.expected})`}\n`;
   }
   if (s.restore?.ferry?.roundsS) out += `restore rounds (the table shows the medians): ferry ${s.restore.ferry.roundsS.map(fmtS).join(', ')} s; pgbackrest ${(s.restore.pgbackrest?.roundsS ?? []).map(fmtS).join(', ')} s\n`;
   const floor = R.info.restoreDiskFloor;

@@ -158,11 +158,14 @@ const restore: Command = {
   summary: 'restore a snapshot or a point in time into a new data directory (and optionally start it)',
   usage:
     '--target-dir DIR [--snapshot ID|latest] [--to-time T | --to-lsn L | --to-xid X | --before-xid X | --to-name N | --immediate] [--exclusive]\n' +
-    '       [--start --port P] [--delta | --force] [--owner USER] [--tablespace-map OID=DIR]... [--no-archive] [--json]',
+    '       [--start --port P] [--delta | --force] [--owner USER] [--tablespace-map OID=DIR]... [--no-archive] [--wal-fetch async|sync] [--json]',
   description:
     'Picks the newest snapshot consistent before the target by itself. With no target, recovers to the end of the\n' +
     'archive (complete database loss). --exclusive (and --before-xid) stop just before the target. The restored\n' +
-    "server's restore_command fetches WAL from this repository with FERRY_KEY_FILE or FERRY_PASSWORD_FILE.",
+    "server's restore_command fetches WAL from this repository with FERRY_KEY_FILE or FERRY_PASSWORD_FILE:\n" +
+    'by default bin/ferry-wal-fetch, which keeps the next 8 segments prefetched in DIR/pg_wal/.ferry-spool (its\n' +
+    'worker is stopped once a --start server has promoted, or exits 30 s after the last request); --wal-fetch sync\n' +
+    'runs one `ferry wal fetch` per file instead, with no background process.',
   options: {
     'target-dir': { type: 'string' },
     snapshot: { type: 'string' },
@@ -181,6 +184,7 @@ const restore: Command = {
     asset: { type: 'string' },
     'tablespace-map': { type: 'string', multiple: true },
     'no-archive': { type: 'boolean' },
+    'wal-fetch': { type: 'string' },
     timeout: { type: 'string' },
   },
   async run(ctx, { values }) {
@@ -189,6 +193,8 @@ const restore: Command = {
     const target = targetFrom(values);
     const port = str(values.port);
     if (port !== undefined && !/^\d+$/.test(port)) throw new UsageError(`--port takes a number, got "${port}"`);
+    const walFetch = str(values['wal-fetch']) ?? 'async';
+    if (walFetch !== 'async' && walFetch !== 'sync') throw new UsageError(`--wal-fetch takes async or sync, got "${walFetch}"`);
     if (values.start && !port) throw new UsageError('--start needs --port P (the restored server must not collide with a running one)');
     const tsMap: Record<string, string> = {};
     for (const m of strs(values['tablespace-map'])) {
@@ -211,6 +217,7 @@ const restore: Command = {
         tablespaceMap: tsMap,
         ferryCommand: ferryCommand(),
         restoreEnv: restoreEnv(ctx),
+        walFetch,
         start: !!values.start,
         port: port ? Number(port) : undefined,
         noArchive: !!values['no-archive'],
@@ -229,6 +236,7 @@ const restore: Command = {
         lines.push(`recovered to LSN ${report.reached.lsn} on timeline ${report.reached.timeline}; last replayed transaction at ${report.reached.lastTransactionTime ?? 'unknown'}`);
         if (report.reached.stopLine) lines.push(`server: ${report.reached.stopLine}`);
         if (report.dataLossWindow) lines.push(`data loss: ${report.dataLossWindow}`);
+        if (report.prefetch) lines.push(`WAL prefetch: recovery asked for ${report.prefetch.served} of the ${report.prefetch.prefetched} segments prefetched (log: ${report.targetDir}/ferry-fetch.log)`);
         lines.push(`the server is running: psql -h ${report.socketDir} -p ${report.port}`);
       } else {
         lines.push(`recovery settings written; start it with: pg_ctl -D ${report.targetDir} start (as the database OS user)`);

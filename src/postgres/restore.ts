@@ -10,9 +10,19 @@
  *      promotion at the end
  *   4. with `start`: start the server, wait until it has promoted, and report the
  *      exact point reached (last replayed transaction, LSN, timeline)
+ *
+ * restore_command is, by default, bin/ferry-wal-fetch (`wal fetch --async`): PostgreSQL
+ * replays nothing while restore_command runs, so a Node start per segment (40-60 ms here)
+ * adds up over a long recovery. Its fetch worker keeps the next RESTORE_FETCH_AHEAD segments
+ * ready in a spool inside the restored pg_wal (RESTORE_SPOOL_DIR), where each is served by a
+ * hard link with no Node start. With `start` the worker is stopped and the spool removed once
+ * the server has promoted; otherwise the worker exits by itself 30 s after the last request
+ * and empties what it prefetched. `walFetch: 'sync'` writes the one-process-per-file
+ * `ferry wal fetch` instead (no background process).
  */
-import { appendFile, chown, mkdir, readFile, stat, writeFile } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
+import { appendFile, chown, mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
 import { listAll } from '../storage/types.ts';
 import { listSnapshots, resolveSnapshot } from '../repo/manifest.ts';
 import type { Repository } from '../repo/repository.ts';
@@ -23,6 +33,16 @@ import type { PgSnapshotMeta } from './meta.ts';
 import { chooseSnapshot, pgTargetTime, type Candidate, type RecoveryTarget } from './plan.ts';
 import { DEFAULT_PG_ASSET } from './snapshot.ts';
 import { connect } from './connect.ts';
+import { FETCH_WORKER_MARKER, spoolLayout, stopWorker } from './wal-async.ts';
+
+/**
+ * The restored server's fetch spool, relative to its data directory: on the data directory's
+ * filesystem (a prefetched segment is served by a hard link), and in pg_wal, where PostgreSQL
+ * ignores what is not named like a WAL file and snapshots keep nothing.
+ */
+export const RESTORE_SPOOL_DIR = join('pg_wal', '.ferry-spool');
+/** Segments the restored server's fetch worker keeps ready ahead of replay (at most 8 x 16 MiB in the spool). */
+export const RESTORE_FETCH_AHEAD = 8;
 
 export interface PgRestoreOptions {
   targetDir: string;
@@ -40,6 +60,8 @@ export interface PgRestoreOptions {
   ferryCommand: string;
   /** Environment the restore_command needs (FERRY_REPO, FERRY_KEY_FILE or FERRY_PASSWORD_FILE, FERRY_S3_ENDPOINT). */
   restoreEnv: Record<string, string>;
+  /** restore_command: 'async' (default; prefetching, see the top of this file) or 'sync' (one `ferry wal fetch` per file). */
+  walFetch?: WalFetchMode;
   start?: boolean;
   port?: number;
   /** Turn archiving off in the restored cluster (e.g. a drill or a scratch copy). */
@@ -51,8 +73,14 @@ export interface PgRestoreOptions {
   onStep?: (s: string) => void;
 }
 
+export type WalFetchMode = 'async' | 'sync';
+
 export interface PgRestoreReport {
   snapshot: string;
+  /** How the restored server's restore_command fetches WAL. */
+  walFetch: WalFetchMode;
+  /** With `start` and 'async': segments the fetch worker prefetched, and how many of them recovery asked for. */
+  prefetch?: { prefetched: number; served: number };
   targetDir: string;
   target: RecoveryTarget;
   snapshotStopTime: string;
@@ -74,6 +102,41 @@ export interface PgRestoreReport {
 
 function shellQuote(s: string): string {
   return `'${s.replace(/'/g, `'\\''`)}'`;
+}
+
+/** The restore_command line for a server restored into `targetDir`. */
+export function restoreCommandFor(opts: Pick<PgRestoreOptions, 'ferryCommand' | 'restoreEnv' | 'walFetch'>, targetDir: string): string {
+  const env = Object.entries(opts.restoreEnv)
+    .map(([k, v]) => `${k}=${shellQuote(v)}`)
+    .join(' ');
+  const ferry = shellQuote(opts.ferryCommand);
+  if (opts.walFetch === 'sync') return `${env} ${ferry} wal fetch "%f" "%p"`;
+  // bin/ferry-wal-fetch beside bin/ferry; an installation without it gets the same mode through Node.
+  const script = join(dirname(opts.ferryCommand), 'ferry-wal-fetch');
+  const entry = existsSync(script) ? shellQuote(script) : `${ferry} wal fetch --async`;
+  return `${env} ${entry} "%f" "%p" --spool ${shellQuote(join(targetDir, RESTORE_SPOOL_DIR))} --ahead ${RESTORE_FETCH_AHEAD}`;
+}
+
+/**
+ * Stops the fetch worker of a server restored into `targetDir` and removes its spool, keeping
+ * the worker's log as `ferry-fetch.log` in the data directory (beside ferry-restore.log).
+ * Returns what the worker said it prefetched and how many of those recovery asked for.
+ */
+export async function stopRestoreFetch(targetDir: string): Promise<{ prefetched: number; served: number } | undefined> {
+  const spool = join(targetDir, RESTORE_SPOOL_DIR);
+  await stopWorker(spoolLayout(spool).fetchPid, FETCH_WORKER_MARKER);
+  const log = join(targetDir, 'ferry-fetch.log');
+  await rename(join(spool, 'fetch-worker.log'), log).catch(() => undefined);
+  await rm(spool, { recursive: true, force: true });
+  let prefetched = 0;
+  let served = 0;
+  let ran = false;
+  for (const m of (await readFile(log, 'utf8').catch(() => '')).matchAll(/exiting: prefetched (\d+) file\(s\), (\d+) of them asked for/g)) {
+    ran = true;
+    prefetched += Number(m[1]);
+    served += Number(m[2]);
+  }
+  return ran ? { prefetched, served } : undefined;
 }
 
 function confQuote(s: string): string {
@@ -146,10 +209,7 @@ export async function restorePg(repo: Repository, opts: PgRestoreOptions): Promi
       await mkdir(join(targetDir, d), { recursive: true, mode: 0o700 });
       if (owner) await chown(join(targetDir, d), owner.uid, owner.gid);
     }
-    const env = Object.entries(opts.restoreEnv)
-      .map(([k, v]) => `${k}=${shellQuote(v)}`)
-      .join(' ');
-    const restoreCommand = `${env} ${shellQuote(opts.ferryCommand)} wal fetch "%f" "%p"`;
+    const restoreCommand = restoreCommandFor(opts, targetDir);
     const lines = [`# added by ferry pg restore (snapshot ${chosen.id.slice(0, 12)})`, `restore_command = ${confQuote(restoreCommand)}`, "recovery_target_action = 'promote'", "recovery_target_timeline = 'latest'"];
     if (t.kind === 'time') lines.push(`recovery_target_time = ${confQuote(pgTargetTime(t.text))}`);
     if (t.kind === 'lsn') lines.push(`recovery_target_lsn = ${confQuote(t.lsn)}`);
@@ -171,6 +231,7 @@ export async function restorePg(repo: Repository, opts: PgRestoreOptions): Promi
 
   const report: PgRestoreReport = {
     snapshot: chosen.id,
+    walFetch: opts.walFetch ?? 'async',
     targetDir,
     target: opts.target,
     snapshotStopTime: meta.stopTime,
@@ -219,6 +280,9 @@ export async function restorePg(repo: Repository, opts: PgRestoreOptions): Promi
         lsn = r?.rows[0]?.lsn ?? lsn;
         await c.end().catch(() => undefined);
       }
+      // Promoted: restore_command runs no more, so its fetch worker and what it prefetched can go.
+      const prefetch = await stopRestoreFetch(targetDir);
+      if (prefetch) report.prefetch = prefetch;
       report.reached = { lsn, lastTransactionTime: lastTx, timeline: tli, ...(stopLine ? { stopLine } : {}) };
       if (t.kind === 'latest') {
         report.dataLossWindow = `transactions committed after ${lastTx ?? 'the last replayed transaction'} were not in the archive${report.lastArchivedAt ? ` (newest WAL archived at ${report.lastArchivedAt})` : ''} and are lost`;
@@ -226,7 +290,10 @@ export async function restorePg(repo: Repository, opts: PgRestoreOptions): Promi
       return report;
     }
     const pid = await stat(join(targetDir, 'postmaster.pid')).catch(() => undefined);
-    if (!pid) throw new PostgresError(`the restored server stopped during recovery: ${(await tail(logFile)).join(' | ')}`);
+    if (!pid) {
+      await stopRestoreFetch(targetDir);
+      throw new PostgresError(`the restored server stopped during recovery: ${(await tail(logFile)).join(' | ')}`);
+    }
     if (Date.now() > deadline) throw new PostgresError(`recovery did not finish within the timeout; the server is still running in ${targetDir}`);
     // Every 100 ms at first (most recoveries of a day's WAL end within seconds, and the poll is
     // part of the reported time to ready), then every second, not to spawn pg_controldata ten

@@ -5,6 +5,7 @@
  * stop servers that `ferry pg restore --start` started.
  */
 import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import pg from 'pg';
 import { FERRY, ferryOk } from './cli.ts';
@@ -76,12 +77,27 @@ export async function restoredClient(dataDir: string, port: number, database = '
   return c;
 }
 
-/** Stops a server by its data directory (never by name), as the postgres user. */
+/**
+ * Stops a server by its data directory (never by name), as the postgres user, and then the
+ * fetch worker its restore_command started (by the pid in the spool `ferry pg restore` puts in
+ * pg_wal): a restore without --start leaves that worker to exit 30 s after the last fetch.
+ */
 export function stopDataDir(dataDir: string): void {
   try {
     execFileSync(join(pgBinDir(), 'pg_ctl'), ['-D', dataDir, '-m', 'fast', '-w', 'stop'], { ...asPostgres(), stdio: 'ignore' });
   } catch {
     /* not running */
+  }
+  stopRestoreFetchWorker(dataDir);
+}
+
+/** SIGTERM to the fetch worker of `<dataDir>/pg_wal/.ferry-spool`, if one runs (checked by its command line). */
+export function stopRestoreFetchWorker(dataDir: string): void {
+  try {
+    const pid = Number(readFileSync(join(dataDir, 'pg_wal', '.ferry-spool', 'fetch', 'worker.pid'), 'utf8').trim());
+    if (Number.isInteger(pid) && pid > 0 && readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('fetch-worker')) process.kill(pid, 'SIGTERM');
+  } catch {
+    /* none runs */
   }
 }
 

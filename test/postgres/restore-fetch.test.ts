@@ -1,0 +1,114 @@
+/**
+ * How `ferry pg restore` sets up the restored server's restore_command, against real
+ * PostgreSQL 15: by default bin/ferry-wal-fetch with its spool in the restored pg_wal,
+ * whose fetch worker is stopped (and the spool removed) once a --start server has
+ * promoted; `--wal-fetch sync` the one-process-per-file `ferry wal fetch`. Both recover
+ * every marker; without --start the worker the server's first fetch starts is left to
+ * exit by itself and the harness stops it by its pid.
+ */
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { ferry, ferryOk } from '../harness/cli.ts';
+import { freePort, pgBinDir } from '../harness/pg.ts';
+import { asPostgres } from '../harness/tmp.ts';
+import { archivedCluster, markerIds, stopAtExit, stopDataDir, switchAndWaitArchived, type ArchivedCluster } from '../harness/archive.ts';
+import { FETCH_WORKER_MARKER, spoolLayout, waitWorkerGone, workerRunning } from '../../src/postgres/wal-async.ts';
+
+const SEGMENTS = 10;
+let a: ArchivedCluster;
+const ids: number[] = [];
+
+function restoreCommand(dir: string): string {
+  const auto = readFileSync(join(dir, 'postgresql.auto.conf'), 'utf8');
+  return /^restore_command = '(.*)'$/m.exec(auto)?.[1]?.replace(/''/g, "'") ?? '';
+}
+
+before(async () => {
+  a = await archivedCluster();
+  await a.cluster.psql('CREATE TABLE markers (id int PRIMARY KEY); CREATE TABLE filler (v text);');
+  await ferryOk(['pg', 'snapshot', '--no-fingerprint'], { env: a.env });
+  // SEGMENTS archived segments after the snapshot, a marker in each.
+  for (let i = 1; i <= SEGMENTS; i++) {
+    await a.cluster.query('INSERT INTO markers VALUES ($1)', [i]);
+    await a.cluster.query("INSERT INTO filler SELECT repeat(md5(g::text), 8) FROM generate_series(1, 2000) g");
+    ids.push(i);
+    await switchAndWaitArchived(a.cluster);
+  }
+});
+
+after(async () => {
+  await a?.destroy();
+});
+
+describe('pg restore: the restored server fetches WAL', () => {
+  it('through bin/ferry-wal-fetch by default, and stops its fetch worker once promoted', async () => {
+    const dir = join(a.tmp.path, 'async');
+    const port = await freePort();
+    stopAtExit(dir);
+    const r = await ferryOk(['pg', 'restore', '--target-dir', dir, '--start', '--port', String(port), '--json'], { env: a.env });
+    const report = JSON.parse(r.stdout);
+    try {
+      assert.equal(report.walFetch, 'async');
+      const spool = join(dir, 'pg_wal', '.ferry-spool');
+      const rc = restoreCommand(dir);
+      assert.match(rc, /\/bin\/ferry-wal-fetch' "%f" "%p" --spool '([^']+)' --ahead 8$/, rc);
+      assert.equal(/--spool '([^']+)'/.exec(rc)?.[1], spool);
+      assert.deepEqual(await markerIds(dir, port), ids, 'every archived marker is back');
+      // The worker ran (its log is kept) and is gone, with its spool.
+      const log = readFileSync(join(dir, 'ferry-fetch.log'), 'utf8');
+      assert.match(log, /fetch worker \d+ started \(spool [^,]+\.ferry-spool, 8 ahead/, log);
+      assert.match(log, /fetch worker \d+ exiting: prefetched \d+ file\(s\), \d+ of them asked for/, log);
+      assert.ok(!existsSync(spool), 'the spool is removed after promotion');
+      assert.ok(!workerRunning(spoolLayout(spool).fetchPid, FETCH_WORKER_MARKER));
+      assert.ok(report.prefetch && Number.isInteger(report.prefetch.prefetched) && report.prefetch.served <= report.prefetch.prefetched, JSON.stringify(report.prefetch));
+    } finally {
+      stopDataDir(dir);
+    }
+  });
+
+  it('with --wal-fetch sync, one `ferry wal fetch` per file and no worker', async () => {
+    const dir = join(a.tmp.path, 'sync');
+    const port = await freePort();
+    stopAtExit(dir);
+    const r = await ferryOk(['pg', 'restore', '--target-dir', dir, '--start', '--port', String(port), '--wal-fetch', 'sync', '--json'], { env: a.env });
+    try {
+      assert.equal(JSON.parse(r.stdout).walFetch, 'sync');
+      assert.match(restoreCommand(dir), /\/bin\/ferry' wal fetch "%f" "%p"$/);
+      assert.deepEqual(await markerIds(dir, port), ids);
+      assert.ok(!existsSync(join(dir, 'pg_wal', '.ferry-spool')));
+      assert.ok(!existsSync(join(dir, 'ferry-fetch.log')));
+    } finally {
+      stopDataDir(dir);
+    }
+  });
+
+  it('without --start, the worker the first fetch starts is stopped with the server by the harness', async () => {
+    const dir = join(a.tmp.path, 'nostart');
+    const port = await freePort();
+    await ferryOk(['pg', 'restore', '--target-dir', dir, '--port', String(port)], { env: a.env });
+    stopAtExit(dir);
+    const pidFile = spoolLayout(join(dir, 'pg_wal', '.ferry-spool')).fetchPid;
+    // Started by hand, as the restore's last line says.
+    execFileSync(join(pgBinDir(), 'pg_ctl'), ['-D', dir, '-l', join(dir, 'start.log'), '-w', '-o', `-k ${dir}`, 'start'], { ...asPostgres(), stdio: 'ignore' });
+    try {
+      const control = (): string => execFileSync(join(pgBinDir(), 'pg_controldata'), ['-D', dir], { ...asPostgres(), env: { ...process.env, LC_ALL: 'C' }, encoding: 'utf8' });
+      for (let i = 0; i < 600 && !/in production/.test(control()); i++) await new Promise((res) => setTimeout(res, 100));
+      assert.deepEqual(await markerIds(dir, port), ids);
+      assert.ok(workerRunning(pidFile, FETCH_WORKER_MARKER), 'the fetch worker is still there (it exits 30 s after the last fetch)');
+    } finally {
+      stopDataDir(dir);
+    }
+    assert.ok(await waitWorkerGone(pidFile, FETCH_WORKER_MARKER, 20_000), 'stopping the server by its data directory stops the worker too');
+  });
+
+  it('refuses an unknown --wal-fetch mode before writing anything', async () => {
+    const dir = join(a.tmp.path, 'bad');
+    const r = await ferry(['pg', 'restore', '--target-dir', dir, '--wal-fetch', 'fast'], { env: a.env });
+    assert.equal(r.code, 2, r.stderr);
+    assert.match(r.stderr, /--wal-fetch takes async or sync, got "fast"/);
+    assert.ok(!existsSync(dir));
+  });
+});
