@@ -8,7 +8,8 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { FERRY, ROOT, ferry, ferryOk } from '../harness/cli.ts';
 import { startCluster, type TestCluster } from '../harness/pg.ts';
@@ -127,6 +128,44 @@ describe('wal fetch --async', () => {
     assert.equal(missing.code, 1);
     assert.ok(await waitWorkerGone(L.fetchPid, FETCH_WORKER_MARKER, 20_000), 'the fetch worker exits once idle');
     assert.deepEqual(readdirSync(L.fetched), [], 'the worker empties its spool when it exits');
+  });
+
+  it('does not fetch again a segment restore_command took before its want arrives', async () => {
+    // restore_command moves the file out of the spool first and records the name (fetch/want)
+    // after; a worker scan in between must not see a hole in its window and fetch it anew.
+    const names = readdirSync(copies)
+      .filter((n) => /^[0-9A-F]{24}$/.test(n))
+      .sort();
+    assert.ok(names.length >= 4, `enough archived segments (${names.length})`);
+    const ownSpool = join(tmp.path, 'spool-take');
+    const L = spoolLayout(ownSpool);
+    mkdirSync(L.fetched, { recursive: true, mode: 0o700 });
+    const want = (name: string): void => {
+      writeFileSync(`${L.want}.tmp`, JSON.stringify({ name, segmentSize: 16 * 1024 * 1024, repo: env.FERRY_REPO, at: Date.now() }));
+      renameSync(`${L.want}.tmp`, L.want);
+    };
+    const until = async (what: string, ok: () => boolean): Promise<void> => {
+      for (let i = 0; i < 400 && !ok(); i++) await new Promise((res) => setTimeout(res, 50));
+      assert.ok(ok(), what);
+    };
+    want(names[0]);
+    const worker = spawn(node, [FERRY, 'wal', 'fetch-worker', '--spool', ownSpool, '--ahead', '2', '--idle-exit', '60'], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let log = '';
+    worker.stdout.on('data', (d) => (log += d));
+    worker.stderr.on('data', (d) => (log += d));
+    const exited = new Promise((res) => worker.on('close', res));
+    try {
+      await until('the worker fills its window', () => existsSync(join(L.fetched, names[1])) && existsSync(join(L.fetched, names[2])));
+      unlinkSync(join(L.fetched, names[1])); // taken by restore_command; its want is not written yet
+      await new Promise((res) => setTimeout(res, 1500)); // several of the worker's scans
+      assert.ok(!existsSync(join(L.fetched, names[1])), 'the taken segment was fetched again');
+      want(names[1]);
+      await until('the window moves on', () => existsSync(join(L.fetched, names[3])));
+    } finally {
+      worker.kill('SIGTERM');
+      await exited;
+    }
+    assert.match(log, /exiting: prefetched 3 file\(s\), 1 of them asked for/, log);
   });
 
   it('recovers a base backup to the end of the archive with restore_command = bin/ferry-wal-fetch (wal fetch --async)', async () => {
