@@ -227,6 +227,8 @@ export async function restorePg(repo: Repository, opts: PgRestoreOptions): Promi
     }
   };
   step(`restoring snapshot ${chosen.id.slice(0, 12)} (consistent at ${meta.stopTime}, LSN ${meta.stopLsn}) into ${targetDir}`);
+  // Over an earlier restore (--delta, --force): its fetch worker may still be waiting out its idle time there.
+  if (opts.delta || opts.force) await stopWorker(spoolLayout(join(targetDir, RESTORE_SPOOL_DIR)).fetchPid, FETCH_WORKER_MARKER);
   await restoreTree(repo, manifest, targetDir, { delta: opts.delta, force: opts.force, owner, relocate, onProgress: opts.onProgress, beforeSync: writeSettings });
 
   const report: PgRestoreReport = {

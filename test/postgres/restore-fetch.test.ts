@@ -85,19 +85,48 @@ describe('pg restore: the restored server fetches WAL', () => {
     }
   });
 
-  it('without --start, the worker the first fetch starts is stopped with the server by the harness', async () => {
+  it('without --start, the worker the first fetch starts outlives the server; a --delta restore over it stops it', async () => {
     const dir = join(a.tmp.path, 'nostart');
     const port = await freePort();
     await ferryOk(['pg', 'restore', '--target-dir', dir, '--port', String(port)], { env: a.env });
     stopAtExit(dir);
     const pidFile = spoolLayout(join(dir, 'pg_wal', '.ferry-spool')).fetchPid;
+    const pgCtl = (...args: string[]): void => void execFileSync(join(pgBinDir(), 'pg_ctl'), ['-D', dir, ...args], { ...asPostgres(), stdio: 'ignore' });
     // Started by hand, as the restore's last line says.
-    execFileSync(join(pgBinDir(), 'pg_ctl'), ['-D', dir, '-l', join(dir, 'start.log'), '-w', '-o', `-k ${dir}`, 'start'], { ...asPostgres(), stdio: 'ignore' });
+    pgCtl('-l', join(dir, 'start.log'), '-w', '-o', `-k ${dir}`, 'start');
+    let first: number;
     try {
       const control = (): string => execFileSync(join(pgBinDir(), 'pg_controldata'), ['-D', dir], { ...asPostgres(), env: { ...process.env, LC_ALL: 'C' }, encoding: 'utf8' });
       for (let i = 0; i < 600 && !/in production/.test(control()); i++) await new Promise((res) => setTimeout(res, 100));
       assert.deepEqual(await markerIds(dir, port), ids);
       assert.ok(workerRunning(pidFile, FETCH_WORKER_MARKER), 'the fetch worker is still there (it exits 30 s after the last fetch)');
+      first = Number(readFileSync(pidFile, 'utf8'));
+    } finally {
+      pgCtl('-m', 'fast', '-w', 'stop');
+    }
+    assert.ok(workerRunning(pidFile, FETCH_WORKER_MARKER), 'the worker outlives the server');
+    // Restoring over it again: the new recovery must not share the spool with the old worker.
+    const r = JSON.parse((await ferryOk(['pg', 'restore', '--target-dir', dir, '--delta', '--start', '--port', String(port), '--json'], { env: a.env })).stdout);
+    try {
+      assert.equal(r.walFetch, 'async');
+      assert.deepEqual(await markerIds(dir, port), ids);
+      assert.throws(() => process.kill(first, 0), 'the earlier worker is gone');
+      assert.ok(!workerRunning(pidFile, FETCH_WORKER_MARKER));
+    } finally {
+      stopDataDir(dir);
+    }
+  });
+
+  it('the harness stops a restored directory\'s worker with its server', async () => {
+    const dir = join(a.tmp.path, 'harness');
+    const port = await freePort();
+    await ferryOk(['pg', 'restore', '--target-dir', dir, '--port', String(port)], { env: a.env });
+    stopAtExit(dir);
+    const pidFile = spoolLayout(join(dir, 'pg_wal', '.ferry-spool')).fetchPid;
+    execFileSync(join(pgBinDir(), 'pg_ctl'), ['-D', dir, '-l', join(dir, 'start.log'), '-w', '-o', `-k ${dir}`, 'start'], { ...asPostgres(), stdio: 'ignore' });
+    try {
+      for (let i = 0; i < 600 && !workerRunning(pidFile, FETCH_WORKER_MARKER); i++) await new Promise((res) => setTimeout(res, 100));
+      assert.ok(workerRunning(pidFile, FETCH_WORKER_MARKER), 'recovery started a fetch worker');
     } finally {
       stopDataDir(dir);
     }
