@@ -8,7 +8,7 @@
 import { execFile, execFileSync } from 'node:child_process';
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { PostgresError } from '../util/errors.ts';
+import { ConfigError, PostgresError } from '../util/errors.ts';
 
 export function pgBinDir(major?: number): string {
   const ok = (d: string | undefined): d is string => !!d && existsSync(join(d, 'postgres')) && existsSync(join(d, 'pg_ctl'));
@@ -47,11 +47,12 @@ export function runAs(dataDir: string): { uid?: number; gid?: number } {
 /** The uid/gid of an OS user by name (e.g. `postgres`). */
 export function osUser(name: string): { uid: number; gid: number } {
   try {
-    const uid = Number(execFileSync('id', ['-u', name], { encoding: 'utf8' }).trim());
-    const gid = Number(execFileSync('id', ['-g', name], { encoding: 'utf8' }).trim());
-    return { uid, gid };
+    // One `id` (through NSS, so directory users work too): "uid=108(postgres) gid=114(postgres) groups=…".
+    const m = /^uid=(\d+)\S* gid=(\d+)/.exec(execFileSync('id', ['--', name], { encoding: 'utf8', env: { ...process.env, LC_ALL: 'C' }, stdio: ['ignore', 'pipe', 'ignore'] }));
+    if (!m) throw new Error('unexpected output of id');
+    return { uid: Number(m[1]), gid: Number(m[2]) };
   } catch {
-    throw new PostgresError(`no OS user named ${name}`, { hint: 'pass --owner USER naming the database OS user' });
+    throw new ConfigError(`no OS user named ${name}`, { hint: 'pass --owner USER naming the database OS user' });
   }
 }
 

@@ -133,11 +133,14 @@ describe('pg restore: the restored server fetches WAL', () => {
     assert.ok(await waitWorkerGone(pidFile, FETCH_WORKER_MARKER, 20_000), 'stopping the server by its data directory stops the worker too');
   });
 
-  it('refuses an unknown --wal-fetch mode before writing anything', async () => {
+  it('refuses an unknown --wal-fetch mode or --owner before writing anything', async () => {
     const dir = join(a.tmp.path, 'bad');
     const r = await ferry(['pg', 'restore', '--target-dir', dir, '--wal-fetch', 'fast'], { env: a.env });
     assert.equal(r.code, 2, r.stderr);
     assert.match(r.stderr, /--wal-fetch takes async or sync, got "fast"/);
+    const o = await ferry(['pg', 'restore', '--target-dir', dir, '--owner', 'no-such-user-ferry'], { env: a.env });
+    assert.equal(o.code, 2, o.stderr);
+    assert.equal(o.stderr.trim().split('\n')[0], 'ferry: error: no OS user named no-such-user-ferry', 'one clear line, nothing from id(1)');
     assert.ok(!existsSync(dir));
   });
 });
