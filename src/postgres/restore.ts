@@ -41,6 +41,10 @@ import { FETCH_WORKER_MARKER, spoolLayout, stopWorker } from './wal-async.ts';
  * ignores what is not named like a WAL file and snapshots keep nothing.
  */
 export const RESTORE_SPOOL_DIR = join('pg_wal', '.ferry-spool');
+/** The fetch spool of a server restored into `targetDir`. */
+export function restoreSpool(targetDir: string): string {
+  return join(targetDir, RESTORE_SPOOL_DIR);
+}
 /** Segments the restored server's fetch worker keeps ready ahead of replay (at most 8 x 16 MiB in the spool). */
 export const RESTORE_FETCH_AHEAD = 8;
 
@@ -114,7 +118,7 @@ export function restoreCommandFor(opts: Pick<PgRestoreOptions, 'ferryCommand' | 
   // bin/ferry-wal-fetch beside bin/ferry; an installation without it gets the same mode through Node.
   const script = join(dirname(opts.ferryCommand), 'ferry-wal-fetch');
   const entry = existsSync(script) ? shellQuote(script) : `${ferry} wal fetch --async`;
-  return `${env} ${entry} "%f" "%p" --spool ${shellQuote(join(targetDir, RESTORE_SPOOL_DIR))} --ahead ${RESTORE_FETCH_AHEAD}`;
+  return `${env} ${entry} "%f" "%p" --spool ${shellQuote(restoreSpool(targetDir))} --ahead ${RESTORE_FETCH_AHEAD}`;
 }
 
 /**
@@ -123,7 +127,7 @@ export function restoreCommandFor(opts: Pick<PgRestoreOptions, 'ferryCommand' | 
  * Returns what the worker said it prefetched and how many of those recovery asked for.
  */
 export async function stopRestoreFetch(targetDir: string): Promise<{ prefetched: number; served: number } | undefined> {
-  const spool = join(targetDir, RESTORE_SPOOL_DIR);
+  const spool = restoreSpool(targetDir);
   await stopWorker(spoolLayout(spool).fetchPid, FETCH_WORKER_MARKER);
   const log = join(targetDir, 'ferry-fetch.log');
   await rename(join(spool, 'fetch-worker.log'), log).catch(() => undefined);
@@ -228,7 +232,7 @@ export async function restorePg(repo: Repository, opts: PgRestoreOptions): Promi
   };
   step(`restoring snapshot ${chosen.id.slice(0, 12)} (consistent at ${meta.stopTime}, LSN ${meta.stopLsn}) into ${targetDir}`);
   // Over an earlier restore (--delta, --force): its fetch worker may still be waiting out its idle time there.
-  if (opts.delta || opts.force) await stopWorker(spoolLayout(join(targetDir, RESTORE_SPOOL_DIR)).fetchPid, FETCH_WORKER_MARKER);
+  if (opts.delta || opts.force) await stopWorker(spoolLayout(restoreSpool(targetDir)).fetchPid, FETCH_WORKER_MARKER);
   await restoreTree(repo, manifest, targetDir, { delta: opts.delta, force: opts.force, owner, relocate, onProgress: opts.onProgress, beforeSync: writeSettings });
 
   const report: PgRestoreReport = {

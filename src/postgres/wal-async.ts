@@ -156,7 +156,7 @@ function pidAlive(pid: number, marker: string): boolean {
 }
 
 /** The pid of the live worker that owns `pidFile`, if one does. */
-function runningWorkerPid(pidFile: string, marker: string): number | undefined {
+export function runningWorkerPid(pidFile: string, marker: string): number | undefined {
   const text = (() => {
     try {
       return readFileSync(pidFile, 'utf8');
@@ -805,12 +805,9 @@ export async function runFetchWorker(repo: Repository, o: FetchWorkerOptions): P
       if (want && fetchedNames.delete(want.name)) served++;
       const win = want ? prefetchWindow(want, o.ahead) : [];
       const keep = new Set(win);
-      for (const n of await listNames(L.fetched)) {
-        if (keep.has(n) || inflight.has(n)) continue;
-        await removeFile(join(L.fetched, n));
-        fetchedNames.delete(n);
-      }
-      for (const n of fetchedNames) if (!keep.has(n) && !inflight.has(n)) fetchedNames.delete(n); // taken, and the window has moved past it
+      for (const n of await listNames(L.fetched)) if (!keep.has(n) && !inflight.has(n)) await removeFile(join(L.fetched, n));
+      // Out of the window now, whether removed above or taken by restore_command earlier.
+      for (const n of fetchedNames) if (!keep.has(n) && !inflight.has(n)) fetchedNames.delete(n);
       const have = new Set(await listNames(L.fetched));
       const now = Date.now();
       for (const name of win) {

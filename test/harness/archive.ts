@@ -5,12 +5,13 @@
  * stop servers that `ferry pg restore --start` started.
  */
 import { execFileSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import pg from 'pg';
 import { FERRY, ferryOk } from './cli.ts';
 import { pgBinDir, startCluster, type StartClusterOptions, type TestCluster } from './pg.ts';
 import { asPostgres, chownToPostgres, makeTempDir, onExitStop, type TempDir } from './tmp.ts';
+import { restoreSpool } from '../../src/postgres/restore.ts';
+import { FETCH_WORKER_MARKER, runningWorkerPid, spoolLayout } from '../../src/postgres/wal-async.ts';
 
 export interface ArchivedCluster {
   cluster: TestCluster;
@@ -91,13 +92,13 @@ export function stopDataDir(dataDir: string): void {
   stopRestoreFetchWorker(dataDir);
 }
 
-/** SIGTERM to the fetch worker of `<dataDir>/pg_wal/.ferry-spool`, if one runs (checked by its command line). */
+/** SIGTERM to the fetch worker of a restored directory's spool, if one runs (checked by its command line). */
 export function stopRestoreFetchWorker(dataDir: string): void {
+  const pid = runningWorkerPid(spoolLayout(restoreSpool(dataDir)).fetchPid, FETCH_WORKER_MARKER);
   try {
-    const pid = Number(readFileSync(join(dataDir, 'pg_wal', '.ferry-spool', 'fetch', 'worker.pid'), 'utf8').trim());
-    if (Number.isInteger(pid) && pid > 0 && readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('fetch-worker')) process.kill(pid, 'SIGTERM');
+    if (pid !== undefined) process.kill(pid, 'SIGTERM');
   } catch {
-    /* none runs */
+    /* gone meanwhile */
   }
 }
 

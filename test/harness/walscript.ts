@@ -7,6 +7,7 @@ import { chmodSync, copyFileSync, existsSync, mkdirSync, readFileSync, rmSync, w
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { ROOT } from './cli.ts';
+import { defaultSpool } from '../../src/postgres/wal-async.ts';
 
 export interface ScriptWithStandIn {
   /** Runs the script: its exit code, and the stand-in's arguments (undefined when the script did not delegate). */
@@ -32,4 +33,16 @@ export function scriptWithStandIn(dir: string, script: string): ScriptWithStandI
       return { code: r.status, delegated: existsSync(calls) ? readFileSync(calls, 'utf8').trimEnd().split('\n') : undefined };
     },
   };
+}
+
+/** `defaultSpool(repo, dir)` as Ferry computes it with TMPDIR set to `tmpdir` plus a trailing slash (os.tmpdir() drops it; the scripts must too). */
+export function defaultSpoolUnder(tmpdir: string, repo: string, dir: string): string {
+  const prev = process.env.TMPDIR;
+  process.env.TMPDIR = `${tmpdir}/`;
+  try {
+    return defaultSpool(repo, dir);
+  } finally {
+    if (prev === undefined) delete process.env.TMPDIR;
+    else process.env.TMPDIR = prev;
+  }
 }

@@ -15,6 +15,7 @@ import { ferry, ferryOk } from '../harness/cli.ts';
 import { freePort, pgBinDir } from '../harness/pg.ts';
 import { asPostgres } from '../harness/tmp.ts';
 import { archivedCluster, markerIds, stopAtExit, stopDataDir, switchAndWaitArchived, type ArchivedCluster } from '../harness/archive.ts';
+import { restoreSpool } from '../../src/postgres/restore.ts';
 import { FETCH_WORKER_MARKER, spoolLayout, waitWorkerGone, workerRunning } from '../../src/postgres/wal-async.ts';
 
 const SEGMENTS = 10;
@@ -24,6 +25,19 @@ const ids: number[] = [];
 function restoreCommand(dir: string): string {
   const auto = readFileSync(join(dir, 'postgresql.auto.conf'), 'utf8');
   return /^restore_command = '(.*)'$/m.exec(auto)?.[1]?.replace(/''/g, "'") ?? '';
+}
+
+/**
+ * `ferry pg restore` without --start into DIR, then the server started by hand, as the
+ * restore's last line says. Returns its port, its fetch worker's pid file, and pg_ctl on DIR.
+ */
+async function restoreStartedByHand(dir: string): Promise<{ port: number; pidFile: string; pgCtl: (...args: string[]) => void }> {
+  const port = await freePort();
+  await ferryOk(['pg', 'restore', '--target-dir', dir, '--port', String(port)], { env: a.env });
+  stopAtExit(dir);
+  const pgCtl = (...args: string[]): void => void execFileSync(join(pgBinDir(), 'pg_ctl'), ['-D', dir, ...args], { ...asPostgres(), stdio: 'ignore' });
+  pgCtl('-l', join(dir, 'start.log'), '-w', '-o', `-k ${dir}`, 'start');
+  return { port, pidFile: spoolLayout(restoreSpool(dir)).fetchPid, pgCtl };
 }
 
 before(async () => {
@@ -52,7 +66,7 @@ describe('pg restore: the restored server fetches WAL', () => {
     const report = JSON.parse(r.stdout);
     try {
       assert.equal(report.walFetch, 'async');
-      const spool = join(dir, 'pg_wal', '.ferry-spool');
+      const spool = restoreSpool(dir);
       const rc = restoreCommand(dir);
       assert.match(rc, /\/bin\/ferry-wal-fetch' "%f" "%p" --spool '([^']+)' --ahead 8$/, rc);
       assert.equal(/--spool '([^']+)'/.exec(rc)?.[1], spool);
@@ -78,7 +92,7 @@ describe('pg restore: the restored server fetches WAL', () => {
       assert.equal(JSON.parse(r.stdout).walFetch, 'sync');
       assert.match(restoreCommand(dir), /\/bin\/ferry' wal fetch "%f" "%p"$/);
       assert.deepEqual(await markerIds(dir, port), ids);
-      assert.ok(!existsSync(join(dir, 'pg_wal', '.ferry-spool')));
+      assert.ok(!existsSync(restoreSpool(dir)));
       assert.ok(!existsSync(join(dir, 'ferry-fetch.log')));
     } finally {
       stopDataDir(dir);
@@ -87,13 +101,7 @@ describe('pg restore: the restored server fetches WAL', () => {
 
   it('without --start, the worker the first fetch starts outlives the server; a --delta restore over it stops it', async () => {
     const dir = join(a.tmp.path, 'nostart');
-    const port = await freePort();
-    await ferryOk(['pg', 'restore', '--target-dir', dir, '--port', String(port)], { env: a.env });
-    stopAtExit(dir);
-    const pidFile = spoolLayout(join(dir, 'pg_wal', '.ferry-spool')).fetchPid;
-    const pgCtl = (...args: string[]): void => void execFileSync(join(pgBinDir(), 'pg_ctl'), ['-D', dir, ...args], { ...asPostgres(), stdio: 'ignore' });
-    // Started by hand, as the restore's last line says.
-    pgCtl('-l', join(dir, 'start.log'), '-w', '-o', `-k ${dir}`, 'start');
+    const { port, pidFile, pgCtl } = await restoreStartedByHand(dir);
     let first: number;
     try {
       const control = (): string => execFileSync(join(pgBinDir(), 'pg_controldata'), ['-D', dir], { ...asPostgres(), env: { ...process.env, LC_ALL: 'C' }, encoding: 'utf8' });
@@ -119,11 +127,7 @@ describe('pg restore: the restored server fetches WAL', () => {
 
   it('the harness stops a restored directory\'s worker with its server', async () => {
     const dir = join(a.tmp.path, 'harness');
-    const port = await freePort();
-    await ferryOk(['pg', 'restore', '--target-dir', dir, '--port', String(port)], { env: a.env });
-    stopAtExit(dir);
-    const pidFile = spoolLayout(join(dir, 'pg_wal', '.ferry-spool')).fetchPid;
-    execFileSync(join(pgBinDir(), 'pg_ctl'), ['-D', dir, '-l', join(dir, 'start.log'), '-w', '-o', `-k ${dir}`, 'start'], { ...asPostgres(), stdio: 'ignore' });
+    const { pidFile } = await restoreStartedByHand(dir);
     try {
       for (let i = 0; i < 600 && !workerRunning(pidFile, FETCH_WORKER_MARKER); i++) await new Promise((res) => setTimeout(res, 100));
       assert.ok(workerRunning(pidFile, FETCH_WORKER_MARKER), 'recovery started a fetch worker');

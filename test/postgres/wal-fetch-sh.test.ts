@@ -12,8 +12,8 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { makeTempDir, type TempDir } from '../harness/tmp.ts';
-import { scriptWithStandIn, type ScriptWithStandIn } from '../harness/walscript.ts';
-import { defaultSpool, spoolLayout, FETCH_WORKER_MARKER, type Want } from '../../src/postgres/wal-async.ts';
+import { defaultSpoolUnder, scriptWithStandIn, type ScriptWithStandIn } from '../harness/walscript.ts';
+import { spoolLayout, FETCH_WORKER_MARKER, type Want } from '../../src/postgres/wal-async.ts';
 
 const NAME = '00000001000000000000000A';
 
@@ -98,15 +98,7 @@ describe('ferry-wal-fetch, the script alone', () => {
   it('finds the spool ferry picks by default, from a destination relative to the data directory', () => {
     const tmpdir = join(tmp.path, 'tmpdir');
     mkdirSync(tmpdir);
-    const prev = process.env.TMPDIR;
-    process.env.TMPDIR = `${tmpdir}/`;
-    let spool: string;
-    try {
-      spool = defaultSpool(repo, pgWal);
-    } finally {
-      if (prev === undefined) delete process.env.TMPDIR;
-      else process.env.TMPDIR = prev;
-    }
+    const spool = defaultSpoolUnder(tmpdir, repo, pgWal);
     assert.ok(spool.startsWith(tmpdir + '/ferry-spool-'));
     spoolWith(spool);
     rmSync(dest, { force: true });

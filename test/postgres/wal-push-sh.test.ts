@@ -13,11 +13,11 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { FERRY, ROOT, childEnv, ferryOk } from '../harness/cli.ts';
-import { scriptWithStandIn, type ScriptWithStandIn } from '../harness/walscript.ts';
+import { defaultSpoolUnder, scriptWithStandIn, type ScriptWithStandIn } from '../harness/walscript.ts';
 import { startCluster, type TestCluster } from '../harness/pg.ts';
 import { chownToPostgres, makeTempDir, type TempDir } from '../harness/tmp.ts';
 import { waitArchived } from '../harness/archive.ts';
-import { defaultSpool, doneMarkerText, fileIdentity, spoolLayout, waitWorkerGone, workerRunning, PUSH_WORKER_MARKER } from '../../src/postgres/wal-async.ts';
+import { doneMarkerText, fileIdentity, spoolLayout, waitWorkerGone, workerRunning, PUSH_WORKER_MARKER } from '../../src/postgres/wal-async.ts';
 
 const SCRIPT = join(ROOT, 'bin', 'ferry-wal-push');
 const NAME = '00000001000000000000000A';
@@ -65,15 +65,7 @@ describe('ferry-wal-push, the script alone', () => {
   it('finds the spool ferry picks by default, from a path relative to the data directory', async () => {
     const tmpdir = join(tmp.path, 'tmpdir');
     mkdirSync(tmpdir);
-    const prev = process.env.TMPDIR;
-    process.env.TMPDIR = `${tmpdir}/`; // os.tmpdir() drops the trailing slash; the script must too
-    let spool: string;
-    try {
-      spool = defaultSpool(repo, walDir);
-    } finally {
-      if (prev === undefined) delete process.env.TMPDIR;
-      else process.env.TMPDIR = prev;
-    }
+    const spool = defaultSpoolUnder(tmpdir, repo, walDir);
     assert.ok(spool.startsWith(tmpdir + '/ferry-spool-'));
     await mark(spool);
     const r = run([`pg_wal/${NAME}`], { FERRY_REPO: repo, TMPDIR: `${tmpdir}/` }, join(tmp.path, 'data'));
