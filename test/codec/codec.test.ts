@@ -115,7 +115,7 @@ describe('codecs', () => {
     try {
       const idOf = blobIds('blake3', key.mac);
       // 6000 distinct 8 KiB pages: more than a slab per batch, so most wait in the queue
-      // while the workers are full, and far more than the queue's compaction point.
+      // while the workers are full, and the queue drops its sent slots many times over.
       const plains = Array.from({ length: 6000 }, (_, i) => Buffer.from(`page ${i} `.repeat(1024)).subarray(0, 8192));
       const ids = plains.map((p) => idOf(p));
       const sealed = await Promise.all(plains.map((p, i) => pool.seal(ids[i], p, (s) => Buffer.from(s))));
