@@ -16,6 +16,7 @@ import { FerryError, IntegrityError } from '../util/errors.ts';
 import type { BlobLocation } from './index.ts';
 import type { Manifest } from './manifest.ts';
 import { packKey } from './pack.ts';
+import { RangeBuffers } from './rangebuffers.ts';
 import type { Repository } from './repository.ts';
 import { loadTree, type TreeNode } from './tree.ts';
 
@@ -64,6 +65,10 @@ const MAX_GAP = 256 * 1024;
 const DIRECT_FILE = 1024 * 1024;
 /** Files up to this size go in the many-at-once lane. */
 const SMALL_FILE = 1024 * 1024;
+/** Range GETs in flight per file (restoreFile). */
+const AHEAD = 3;
+/** The small range buffers: one small file's blobs (compressed, or a little larger when they do not compress). */
+const SMALL_RANGE = SMALL_FILE + 64 * 1024;
 
 export async function isNonEmptyDir(dir: string): Promise<string[] | undefined> {
   try {
@@ -125,13 +130,16 @@ export async function restoreTree(repo: Repository, manifest: Manifest, target: 
     // Two lanes: a few large files at a time (each keeps several ranges of up to MAX_RANGE in
     // flight), and many small ones, whose cost is latency (create, one read, one worker round
     // trip, close) rather than bytes: more of them in flight keeps the workers' batches full.
+    const large = opts.fileConcurrency ?? 4;
+    // As many range buffers as the lanes keep ranges in flight: large files AHEAD each, small
+    // files mostly one (more wait for a buffer). At most about 4 x 3 x 16 + 64 x 1 MiB.
+    const ranges = new RangeBuffers(repo.codec, SMALL_RANGE, large * 16, MAX_RANGE, large * AHEAD);
     const one = async (n: TreeNode) => {
-      const written = await restoreFile(repo, n, place(n.path), !!opts.delta, progress);
+      const written = await restoreFile(repo, n, place(n.path), !!opts.delta, progress, ranges);
       result.bytesWritten += written;
       if (written === 0 && n.size > 0) result.filesSkipped++;
       progress.filesDone++;
     };
-    const large = opts.fileConcurrency ?? 4;
     await Promise.all([
       mapLimit(files.filter((n) => n.size > SMALL_FILE), large, one),
       mapLimit(files.filter((n) => n.size <= SMALL_FILE), large * 8, one),
@@ -244,7 +252,7 @@ export function groupRanges(pieces: Piece[]): Group[] {
   return groups;
 }
 
-async function restoreFile(repo: Repository, node: TreeNode, path: string, delta: boolean, progress: RestoreProgress): Promise<number> {
+async function restoreFile(repo: Repository, node: TreeNode, path: string, delta: boolean, progress: RestoreProgress, ranges: RangeBuffers): Promise<number> {
   const ids = node.blobs ?? [];
   let pieces: Piece[] = [];
   let off = 0;
@@ -274,14 +282,25 @@ async function restoreFile(repo: Repository, node: TreeNode, path: string, delta
       const first = g.pieces[0];
       const len = g.end - g.start;
       const where = `pack ${g.packId.slice(0, 16)}`;
+      const into = await ranges.take(len);
+      try {
+        await openGroup(g, len, where, first, into);
+      } finally {
+        if (into) ranges.give(into);
+      }
+    };
+    // Reads the range (into the lent buffer when there is one) and opens its pieces. Every
+    // piece settles before this returns, so no worker still reads the buffer when it is
+    // given back, even when one piece fails.
+    const openGroup = async (g: Group, len: number, where: string, first: Piece, into: Buffer | undefined) => {
       let buf: Buffer;
       try {
-        buf = await repo.storage.get(packKey(g.packId), { offset: g.start, length: len, immutable: true });
+        buf = await repo.storage.get(packKey(g.packId), { offset: g.start, length: len, immutable: true, into });
       } catch (e) {
         throw new IntegrityError(`cannot restore ${node.path} at offset ${first.fileOffset}: ${(e as Error).message}`, { cause: e });
       }
       if (buf.length !== len) throw new IntegrityError(`cannot restore ${node.path} at offset ${first.fileOffset}: ${where} is truncated`);
-      await Promise.all(
+      const settled = await Promise.allSettled(
         g.pieces.map(async (p) => {
           const rel = p.loc.offset - g.start;
           try {
@@ -295,9 +314,10 @@ async function restoreFile(repo: Repository, node: TreeNode, path: string, delta
           }
         }),
       );
+      const failed = settled.find((r) => r.status === 'rejected');
+      if (failed) throw failed.reason;
     };
     // Fetch a few groups ahead.
-    const AHEAD = 3;
     const inflight: Promise<void>[] = [];
     let fetched = 0;
     const fill = () => {

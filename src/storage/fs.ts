@@ -159,7 +159,7 @@ export class FsStorage implements Storage {
   private async readRange(key: string, fh: FileHandle, opts?: GetOptions, knownSize?: number): Promise<Buffer> {
     try {
       const { start, end } = resolveRange(knownSize ?? (await fh.stat()).size, opts);
-      const buf = Buffer.allocUnsafe(end - start);
+      const buf = opts?.into && opts.into.length >= end - start ? opts.into.subarray(0, end - start) : Buffer.allocUnsafe(end - start);
       let off = 0;
       while (off < buf.length) {
         const { bytesRead } = await fh.read(buf, off, buf.length - off, start + off);

@@ -56,6 +56,12 @@ export interface GetOptions {
    * keep it open between reads (fs keeps a few file handles), a hint only.
    */
   immutable?: boolean;
+  /**
+   * Read into this buffer when the range fits in it, and return a view of its first bytes
+   * (a restore reuses its range buffers, shared with the codec workers). A hint only: a
+   * backend may return a buffer of its own (s3 does), so use what `get` returns.
+   */
+  into?: Buffer;
 }
 
 export interface ListPage {

@@ -121,6 +121,20 @@ export function storageConformance(name: string, makeStorage: () => Promise<Stor
       await assert.rejects(storage.get('imm/none', { offset: 0, length: 5, immutable: true }), NotFoundError);
     });
 
+    it('reads a range given a buffer to read into (a hint): the bytes returned are the range', async () => {
+      const data = Buffer.from(Array.from({ length: 5000 }, (_, i) => (i * 13) % 251));
+      await storage.put('into/obj', data);
+      const into = Buffer.from(new SharedArrayBuffer(2048)).fill(0xee);
+      const got = await storage.get('into/obj', { offset: 1000, length: 1500, immutable: true, into });
+      assert.ok(got.equals(data.subarray(1000, 2500)));
+      // Too small to hold the range: a buffer of the backend's own, and `into` left alone.
+      const small = Buffer.alloc(100, 0xee);
+      assert.ok((await storage.get('into/obj', { offset: 0, length: 1500, into: small })).equals(data.subarray(0, 1500)));
+      assert.ok(small.equals(Buffer.alloc(100, 0xee)));
+      // Past the end: only what the object holds.
+      assert.ok((await storage.get('into/obj', { offset: 4500, length: 1500, into })).equals(data.subarray(4500)));
+    });
+
     it('stats existing and missing objects', async () => {
       const t0 = Date.now();
       await storage.put('stat/obj', Buffer.alloc(4321, 7));

@@ -43,6 +43,20 @@ describe('FsStorage specifics', () => {
     assert.equal(fs.location, join(dir, 'new', 'root'));
   });
 
+  it('reads a range into the buffer it is given when the range fits (a restore\'s lent range buffers)', async () => {
+    const data = Buffer.from(Array.from({ length: 4000 }, (_, i) => (i * 11) % 253));
+    await fs.put('into/pack', data);
+    const into = Buffer.from(new SharedArrayBuffer(3000));
+    for (const immutable of [true, false]) {
+      into.fill(0);
+      const got = await fs.get('into/pack', { offset: 500, length: 2000, immutable, into });
+      assert.equal(got.buffer, into.buffer, 'a view of the given buffer');
+      assert.equal(got.byteOffset, 0);
+      assert.ok(got.equals(data.subarray(500, 2500)));
+      assert.ok(into.subarray(2000).equals(Buffer.alloc(1000)), 'nothing written past the range');
+    }
+  });
+
   it('leaves no temp files behind and never lists them', async () => {
     await fs.put('tmp/a', Buffer.from('1'));
     await fs.put('tmp/a', Buffer.from('2'));
