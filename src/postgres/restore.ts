@@ -167,6 +167,7 @@ export async function restorePg(repo: Repository, opts: PgRestoreOptions): Promi
   const step = opts.onStep ?? (() => undefined);
   const targetDir = resolve(opts.targetDir);
   const asset = opts.asset ?? DEFAULT_PG_ASSET;
+  repo.startCodec(); // they boot while the snapshot is chosen and the target checked
   // 1. decide
   const all = await listSnapshots(repo, { kind: 'postgres', asset });
   const explicit = opts.snapshot && opts.snapshot !== 'latest' ? (await resolveSnapshot(repo, opts.snapshot, { kind: 'postgres', asset })).id : undefined;

@@ -161,6 +161,14 @@ export class Repository {
     return this.pool;
   }
 
+  /**
+   * Starts the codec workers ahead of their first job: a worker thread takes about 0.1 s to
+   * boot, which a command can overlap with its own set-up (listing snapshots, checks).
+   */
+  startCodec(): void {
+    void this.codec;
+  }
+
   /** Stops the codec workers. The repository stays usable (they restart on demand). */
   async close(): Promise<void> {
     const p = this.pool;
