@@ -65,6 +65,7 @@ const restore: Command = {
   args: [2, 2],
   async run(ctx, { positionals, values }) {
     const repo = await ctx.repo();
+    repo.startCodec(); // they boot while the snapshot is resolved
     const target = resolve(positionals[1]);
     const ref = await resolveSnapshot(repo, positionals[0], { asset: str(values.asset) });
     const includes = strs(values.include).map((p) => p.replace(/^\/+|\/+$/g, ''));
