@@ -159,6 +159,7 @@ export class CodecPool {
   private local?: Zstd;
   private localOut = Buffer.alloc(0);
   private failed?: Error;
+  private closing = false;
   private readonly slabs: SharedArrayBuffer[] = [];
   private readonly smallSlabs: SharedArrayBuffer[] = [];
   private readonly lent = new WeakSet<ArrayBufferLike>();
@@ -174,7 +175,12 @@ export class CodecPool {
       const w = startWorker({ enc: key.enc, mac: key.mac, level, idHash });
       const entry = { w, busy: 0 };
       w.on('message', (m: WorkerReply) => this.onReply(m, entry));
-      w.on('error', (e) => this.fail(e));
+      const n = i + 1;
+      w.on('error', (e) => this.fail(new FerryError(`codec worker ${n} failed: ${e.message}`, { cause: e })));
+      // Killed, out of memory or crashed with jobs on it: they would never settle otherwise.
+      w.on('exit', (code) => {
+        if (!this.closing) this.fail(new FerryError(`codec worker ${n} exited unexpectedly (code ${code})`, { hint: 'look for an out-of-memory kill in the system log; run the command again' }));
+      });
       w.unref(); // referenced only while it has work, so an idle pool never keeps the process alive
       this.workers.push(entry);
     }
@@ -272,6 +278,7 @@ export class CodecPool {
   }
 
   async close(): Promise<void> {
+    this.closing = true;
     await Promise.all(this.workers.map((x) => x.w.terminate()));
     this.workers.length = 0;
   }
@@ -405,9 +412,17 @@ export class CodecPool {
     this.flush('open');
   }
 
+  /** Fails every job, sent or still queued, and every later call, with the first error seen. */
   private fail(e: Error): void {
+    if (this.failed) return;
     this.failed = e;
     for (const { jobs } of this.waiting.values()) for (const j of jobs) j.reject(e);
     this.waiting.clear();
+    for (const op of Object.keys(this.queue) as Op[]) {
+      for (let i = this.head[op]; i < this.queue[op].length; i++) this.queue[op][i]?.reject(e);
+      this.queue[op] = [];
+      this.head[op] = 0;
+      this.queuedBytes[op] = 0;
+    }
   }
 }

@@ -128,6 +128,26 @@ describe('codecs', () => {
     }
   });
 
+  it('a codec worker that dies fails every job, in flight or queued, and every later one, with an error naming it', async () => {
+    const key = splitMaster(newMasterKey());
+    const pool = new CodecPool(key, 'blake3', 3, 2);
+    try {
+      const idOf = blobIds('blake3', key.mac);
+      const plains = Array.from({ length: 3000 }, (_, i) => Buffer.from(`page ${i} `.repeat(1024)).subarray(0, 8192));
+      const jobs = plains.map((p) => pool.seal(idOf(p), p, (s) => s.length));
+      // As an out-of-memory kill or a crash of the thread would: the worker is gone with jobs on it.
+      const workers = (pool as unknown as { workers: { w: import('node:worker_threads').Worker }[] }).workers;
+      await workers[0].w.terminate();
+      const settled = await Promise.allSettled(jobs);
+      const failed = settled.filter((r) => r.status === 'rejected');
+      assert.ok(failed.length > 0, 'some jobs fail');
+      for (const r of failed) assert.match(String((r as PromiseRejectedResult).reason), /codec worker .*exited/);
+      await assert.rejects(pool.seal(idOf(plains[0]), plains[0], (s) => s.length), /codec worker .*exited/);
+    } finally {
+      await pool.close();
+    }
+  });
+
   it('reads inputs in lent buffers where they are: ids and blobs equal those of copied inputs, mixed in one batch', async () => {
     const key = splitMaster(newMasterKey());
     const pool = new CodecPool(key, 'blake3', 3, 2);
