@@ -279,12 +279,9 @@ async function restoreFile(repo: Repository, node: TreeNode, path: string, delta
     const groups = groupRanges(pieces);
     const fd = fh.fd;
     const fetchGroup = async (g: Group) => {
-      const first = g.pieces[0];
-      const len = g.end - g.start;
-      const where = `pack ${g.packId.slice(0, 16)}`;
-      const into = await ranges.take(len);
+      const into = await ranges.take(g.end - g.start);
       try {
-        await openGroup(g, len, where, first, into);
+        await openGroup(g, into);
       } finally {
         if (into) ranges.give(into);
       }
@@ -292,7 +289,10 @@ async function restoreFile(repo: Repository, node: TreeNode, path: string, delta
     // Reads the range (into the lent buffer when there is one) and opens its pieces. Every
     // piece settles before this returns, so no worker still reads the buffer when it is
     // given back, even when one piece fails.
-    const openGroup = async (g: Group, len: number, where: string, first: Piece, into: Buffer | undefined) => {
+    const openGroup = async (g: Group, into: Buffer | undefined) => {
+      const first = g.pieces[0];
+      const len = g.end - g.start;
+      const where = `pack ${g.packId.slice(0, 16)}`;
       let buf: Buffer;
       try {
         buf = await repo.storage.get(packKey(g.packId), { offset: g.start, length: len, immutable: true, into });

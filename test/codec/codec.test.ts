@@ -16,6 +16,18 @@ import { IntegrityError } from '../../src/util/errors.ts';
 
 const meta = { id: 'x', created: 'now', host: 'h', user: 'u' };
 const fastScrypt = { N: 1 << 10, r: 8, p: 1 };
+/** Runs `f` with a two-worker pool (BLAKE3 ids, zstd level 3) and its id function, then closes the pool. */
+async function withPool(f: (pool: CodecPool, idOf: (b: Uint8Array) => Buffer) => Promise<void>): Promise<void> {
+  const key = splitMaster(newMasterKey());
+  const pool = new CodecPool(key, 'blake3', 3, 2);
+  try {
+    await f(pool, blobIds('blake3', key.mac));
+  } finally {
+    await pool.close();
+  }
+}
+/** `n` distinct 8 KiB pages of compressible text. */
+const pages = (n: number): Buffer[] => Array.from({ length: n }, (_, i) => Buffer.from(`page ${i} `.repeat(1024)).subarray(0, 8192));
 
 describe('codecs', () => {
   it('compresses compressible data with zstd and stores random data as is', async () => {
@@ -109,31 +121,22 @@ describe('codecs', () => {
     });
   }
 
-  it('thousands of blobs queued in one turn (as a restore queues a range) each open once, to their own bytes', async () => {
-    const key = splitMaster(newMasterKey());
-    const pool = new CodecPool(key, 'blake3', 3, 2);
-    try {
-      const idOf = blobIds('blake3', key.mac);
+  it('thousands of blobs queued in one turn (as a restore queues a range) each open once, to their own bytes', () =>
+    withPool(async (pool, idOf) => {
       // 6000 distinct 8 KiB pages: more than a slab per batch, so most wait in the queue
       // while the workers are full, and the queue drops its sent slots many times over.
-      const plains = Array.from({ length: 6000 }, (_, i) => Buffer.from(`page ${i} `.repeat(1024)).subarray(0, 8192));
+      const plains = pages(6000);
       const ids = plains.map((p) => idOf(p));
       const sealed = await Promise.all(plains.map((p, i) => pool.seal(ids[i], p, (s) => Buffer.from(s))));
       const opened = await Promise.all(sealed.map((s, i) => pool.open(ids[i], s, plains[i].length, `blob ${i}`)));
       let wrong = 0;
       for (const [i, o] of opened.entries()) if (!o.equals(plains[i])) wrong++;
       assert.equal(wrong, 0, 'every blob opens to its own plaintext');
-    } finally {
-      await pool.close();
-    }
-  });
+    }));
 
-  it('a codec worker that dies fails every job, in flight or queued, and every later one, with an error naming it', async () => {
-    const key = splitMaster(newMasterKey());
-    const pool = new CodecPool(key, 'blake3', 3, 2);
-    try {
-      const idOf = blobIds('blake3', key.mac);
-      const plains = Array.from({ length: 3000 }, (_, i) => Buffer.from(`page ${i} `.repeat(1024)).subarray(0, 8192));
+  it('a codec worker that dies fails every job, in flight or queued, and every later one, with an error naming it', () =>
+    withPool(async (pool, idOf) => {
+      const plains = pages(3000);
       const jobs = plains.map((p) => pool.seal(idOf(p), p, (s) => s.length));
       // As an out-of-memory kill or a crash of the thread would: the worker is gone with jobs on it.
       const workers = (pool as unknown as { workers: { w: import('node:worker_threads').Worker }[] }).workers;
@@ -143,16 +146,10 @@ describe('codecs', () => {
       assert.ok(failed.length > 0, 'some jobs fail');
       for (const r of failed) assert.match(String((r as PromiseRejectedResult).reason), /codec worker .*exited/);
       await assert.rejects(pool.seal(idOf(plains[0]), plains[0], (s) => s.length), /codec worker .*exited/);
-    } finally {
-      await pool.close();
-    }
-  });
+    }));
 
-  it('reads inputs in lent buffers where they are: ids and blobs equal those of copied inputs, mixed in one batch', async () => {
-    const key = splitMaster(newMasterKey());
-    const pool = new CodecPool(key, 'blake3', 3, 2);
-    try {
-      const idOf = blobIds('blake3', key.mac);
+  it('reads inputs in lent buffers where they are: ids and blobs equal those of copied inputs, mixed in one batch', () =>
+    withPool(async (pool, idOf) => {
       const a = pool.lend(Buffer.from(new SharedArrayBuffer(1 << 20)));
       const b = pool.lend(Buffer.from(new WebAssembly.Memory({ initial: 17, maximum: 17, shared: true }).buffer as unknown as SharedArrayBuffer, 4096, 1 << 20));
       randomBytes(1 << 20).copy(a);
@@ -167,10 +164,7 @@ describe('codecs', () => {
         assert.ok((await pool.open(got[i].id, got[i].sealed, p.length, 'x')).equals(p), `blob ${i}`);
       }
       assert.throws(() => pool.lend(Buffer.alloc(10)), TypeError);
-    } finally {
-      await pool.close();
-    }
-  });
+    }));
 
   for (const threads of [2, 0]) {
     it(`hashSeal gives the blob id with the sealed blob, at the level asked; openTo writes blobs into a file (${threads} worker threads)`, async () => {
