@@ -164,7 +164,8 @@ const restore: Command = {
     'archive (complete database loss). --exclusive (and --before-xid) stop just before the target. The restored\n' +
     "server's restore_command fetches WAL from this repository with FERRY_KEY_FILE or FERRY_PASSWORD_FILE:\n" +
     'by default bin/ferry-wal-fetch, which keeps the next 8 segments prefetched in DIR/pg_wal/.ferry-spool (its\n' +
-    'worker is stopped once a --start server has promoted, or exits 30 s after the last request); --wal-fetch sync\n' +
+    'worker is stopped once a --start server has promoted; otherwise it exits 30 s after the last request and, if\n' +
+    'the server has promoted by then, removes the spool, keeping its log as DIR/ferry-fetch.log); --wal-fetch sync\n' +
     'runs one `ferry wal fetch` per file instead, with no background process.',
   options: {
     'target-dir': { type: 'string' },

@@ -291,7 +291,7 @@ const fetchWorker: Command = {
     const repo = await ctx.repo();
     const stop = onStopSignals();
     try {
-      await a.runFetchWorker(repo, {
+      const ran = await a.runFetchWorker(repo, {
         spool: resolve(spool),
         repoUrl: ctx.repoUrl(),
         ahead: count(str(values.ahead), 16, '--ahead', 1024),
@@ -300,6 +300,11 @@ const fetchWorker: Command = {
         log: logLine,
         signal: stop.signal,
       });
+      // The spool of a restored server whose recovery has ended is not needed again.
+      if (ran && !stop.signal.aborted) {
+        const { retireRestoreSpoolIfRecovered } = await import('../postgres/restore.ts');
+        if (await retireRestoreSpoolIfRecovered(resolve(spool))) logLine(`removed the spool ${resolve(spool)}: recovery has ended`);
+      }
     } finally {
       stop.dispose();
     }

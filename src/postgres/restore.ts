@@ -16,9 +16,9 @@
  * adds up over a long recovery. Its fetch worker keeps the next RESTORE_FETCH_AHEAD segments
  * ready in a spool inside the restored pg_wal (RESTORE_SPOOL_DIR), where each is served by a
  * hard link with no Node start. With `start` the worker is stopped and the spool removed once
- * the server has promoted; otherwise the worker exits by itself 30 s after the last request
- * and empties what it prefetched. `walFetch: 'sync'` writes the one-process-per-file
- * `ferry wal fetch` instead (no background process).
+ * the server has promoted; otherwise the worker exits by itself 30 s after the last request,
+ * empties what it prefetched, and removes the spool if recovery has ended. `walFetch: 'sync'`
+ * writes the one-process-per-file `ferry wal fetch` instead (no background process).
  */
 import { appendFile, chown, mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
@@ -127,11 +127,8 @@ export function restoreCommandFor(opts: Pick<PgRestoreOptions, 'ferryCommand' | 
  * Returns what the worker said it prefetched and how many of those recovery asked for.
  */
 export async function stopRestoreFetch(targetDir: string): Promise<{ prefetched: number; served: number } | undefined> {
-  const spool = restoreSpool(targetDir);
-  await stopWorker(spoolLayout(spool).fetchPid, FETCH_WORKER_MARKER);
-  const log = join(targetDir, 'ferry-fetch.log');
-  await rename(join(spool, 'fetch-worker.log'), log).catch(() => undefined);
-  await rm(spool, { recursive: true, force: true });
+  await stopWorker(spoolLayout(restoreSpool(targetDir)).fetchPid, FETCH_WORKER_MARKER);
+  const log = await retireRestoreSpool(targetDir);
   let prefetched = 0;
   let served = 0;
   let ran = false;
@@ -141,6 +138,31 @@ export async function stopRestoreFetch(targetDir: string): Promise<{ prefetched:
     served += Number(m[2]);
   }
   return ran ? { prefetched, served } : undefined;
+}
+
+/** Removes the restore spool of `targetDir`, keeping the fetch worker's log as ferry-fetch.log there; returns its path. */
+async function retireRestoreSpool(targetDir: string): Promise<string> {
+  const spool = restoreSpool(targetDir);
+  const log = join(targetDir, 'ferry-fetch.log');
+  await rename(join(spool, 'fetch-worker.log'), log).catch(() => undefined);
+  await rm(spool, { recursive: true, force: true });
+  return log;
+}
+
+/**
+ * Called by a fetch worker that has exited on its own: when `spool` is the restore spool of a
+ * data directory whose recovery has ended (PostgreSQL removes recovery.signal when it promotes;
+ * a standby keeps standby.signal and still needs the spool), removes it as `--start` would
+ * have, keeping the log. Without this a restore run without `--start` left pg_wal/.ferry-spool
+ * behind. Returns whether it removed it.
+ */
+export async function retireRestoreSpoolIfRecovered(spool: string): Promise<boolean> {
+  const targetDir = dirname(dirname(spool));
+  if (resolve(restoreSpool(targetDir)) !== resolve(spool)) return false;
+  if (!existsSync(join(targetDir, 'PG_VERSION'))) return false;
+  if (existsSync(join(targetDir, 'recovery.signal')) || existsSync(join(targetDir, 'standby.signal'))) return false;
+  await retireRestoreSpool(targetDir);
+  return true;
 }
 
 function confQuote(s: string): string {

@@ -16,7 +16,7 @@ import { freePort, pgBinDir } from '../harness/pg.ts';
 import { asPostgres } from '../harness/tmp.ts';
 import { archivedCluster, markerIds, stopAtExit, stopDataDir, switchAndWaitArchived, type ArchivedCluster } from '../harness/archive.ts';
 import { restoreSpool } from '../../src/postgres/restore.ts';
-import { FETCH_WORKER_MARKER, spoolLayout, waitWorkerGone, workerRunning } from '../../src/postgres/wal-async.ts';
+import { FETCH_WORKER_MARKER, runningWorkerPid, spoolLayout, waitWorkerGone, workerRunning } from '../../src/postgres/wal-async.ts';
 
 const SEGMENTS = 10;
 let a: ArchivedCluster;
@@ -31,11 +31,12 @@ function restoreCommand(dir: string): string {
  * `ferry pg restore` without --start into DIR, then the server started by hand, as the
  * restore's last line says. Returns its port, its fetch worker's pid file, and pg_ctl on DIR.
  */
-async function restoreStartedByHand(dir: string): Promise<{ port: number; pidFile: string; pgCtl: (...args: string[]) => void }> {
+/** `serverEnv`: added to the server's environment, which restore_command and its fetch worker inherit. */
+async function restoreStartedByHand(dir: string, serverEnv: Record<string, string> = {}): Promise<{ port: number; pidFile: string; pgCtl: (...args: string[]) => void }> {
   const port = await freePort();
   await ferryOk(['pg', 'restore', '--target-dir', dir, '--port', String(port)], { env: a.env });
   stopAtExit(dir);
-  const pgCtl = (...args: string[]): void => void execFileSync(join(pgBinDir(), 'pg_ctl'), ['-D', dir, ...args], { ...asPostgres(), stdio: 'ignore' });
+  const pgCtl = (...args: string[]): void => void execFileSync(join(pgBinDir(), 'pg_ctl'), ['-D', dir, ...args], { ...asPostgres(), env: { ...process.env, ...serverEnv }, stdio: 'ignore' });
   pgCtl('-l', join(dir, 'start.log'), '-w', '-o', `-k ${dir}`, 'start');
   return { port, pidFile: spoolLayout(restoreSpool(dir)).fetchPid, pgCtl };
 }
@@ -123,6 +124,53 @@ describe('pg restore: the restored server fetches WAL', () => {
     } finally {
       stopDataDir(dir);
     }
+  });
+
+  it('without --start, the worker removes the spool when it exits after the server has promoted, keeping its log', async () => {
+    const dir = join(a.tmp.path, 'nostart-promoted');
+    const { port, pidFile, pgCtl } = await restoreStartedByHand(dir, { FERRY_WAL_IDLE_EXIT: '2' });
+    const spool = restoreSpool(dir);
+    try {
+      const control = (): string => execFileSync(join(pgBinDir(), 'pg_controldata'), ['-D', dir], { ...asPostgres(), env: { ...process.env, LC_ALL: 'C' }, encoding: 'utf8' });
+      for (let i = 0; i < 600 && !/in production/.test(control()); i++) await new Promise((res) => setTimeout(res, 100));
+      assert.deepEqual(await markerIds(dir, port), ids);
+      assert.ok(await waitWorkerGone(pidFile, FETCH_WORKER_MARKER, 30_000), 'the worker exits 2 s after the last fetch');
+      for (let i = 0; i < 100 && existsSync(spool); i++) await new Promise((res) => setTimeout(res, 100));
+      assert.ok(!existsSync(spool), 'the spool is gone once recovery has ended');
+      const log = readFileSync(join(dir, 'ferry-fetch.log'), 'utf8');
+      assert.match(log, /fetch worker \d+ exiting: prefetched \d+ file\(s\)/, log);
+      assert.match(log, /removed the spool .*\.ferry-spool: recovery has ended/, log);
+    } finally {
+      pgCtl('-m', 'fast', '-w', 'stop');
+    }
+  });
+
+  it('a fetch worker that exits while recovery is still going keeps the spool', async () => {
+    const dir = join(a.tmp.path, 'recovering');
+    await ferryOk(['pg', 'restore', '--target-dir', dir], { env: a.env });
+    const spool = restoreSpool(dir);
+    // The restore_command the server would run, by hand, with no server: recovery.signal is there.
+    const rc = restoreCommand(dir);
+    const listed = JSON.parse((await ferryOk(['wal', 'list', '--json'], { env: a.env })).stdout) as { name: string; kind: string }[];
+    const first = listed.find((w) => w.kind === 'segment')!.name;
+    execFileSync('/bin/sh', ['-c', rc.replace('"%f"', first).replace('"%p"', join(dir, 'pg_wal', 'RECOVERYXLOG'))], { ...asPostgres(), env: { ...process.env, FERRY_WAL_IDLE_EXIT: '1' }, stdio: 'ignore' });
+    assert.ok(existsSync(join(dir, 'recovery.signal')));
+    let pid: number | undefined;
+    for (let i = 0; i < 100 && !(pid = runningWorkerPid(spoolLayout(spool).fetchPid, FETCH_WORKER_MARKER)); i++) await new Promise((res) => setTimeout(res, 50));
+    assert.ok(pid, 'the fetch started a worker');
+    // Its process gone, not only its pid file (the spool would be removed after that).
+    const alive = (): boolean => {
+      try {
+        process.kill(pid!, 0);
+        return true;
+      } catch {
+        return false;
+      }
+    };
+    for (let i = 0; i < 300 && alive(); i++) await new Promise((res) => setTimeout(res, 100));
+    assert.ok(!alive(), 'the worker exits 1 s after the fetch');
+    assert.ok(existsSync(spool), 'recovery has not ended: the spool stays');
+    assert.ok(!existsSync(join(dir, 'ferry-fetch.log')));
   });
 
   it('the harness stops a restored directory\'s worker with its server', async () => {
