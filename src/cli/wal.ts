@@ -285,14 +285,15 @@ const fetchWorker: Command = {
   description: 'Exits after --idle-exit seconds (or FERRY_WAL_IDLE_EXIT; default 30) without a request.',
   options: { spool: { type: 'string' }, ahead: { type: 'string' }, parallel: { type: 'string' }, 'idle-exit': { type: 'string' } },
   async run(ctx, { values }) {
-    const spool = str(values.spool);
-    if (!spool) throw new UsageError('wal fetch-worker needs --spool DIR');
+    const spoolArg = str(values.spool);
+    if (!spoolArg) throw new UsageError('wal fetch-worker needs --spool DIR');
+    const spool = resolve(spoolArg);
     const a = await import('../postgres/wal-async.ts');
     const repo = await ctx.repo();
     const stop = onStopSignals();
     try {
       const ran = await a.runFetchWorker(repo, {
-        spool: resolve(spool),
+        spool,
         repoUrl: ctx.repoUrl(),
         ahead: count(str(values.ahead), 16, '--ahead', 1024),
         parallel: count(str(values.parallel), 4, '--parallel', 64),
@@ -303,7 +304,7 @@ const fetchWorker: Command = {
       // The spool of a restored server whose recovery has ended is not needed again.
       if (ran && !stop.signal.aborted) {
         const { retireRestoreSpoolIfRecovered } = await import('../postgres/restore.ts');
-        if (await retireRestoreSpoolIfRecovered(resolve(spool))) logLine(`removed the spool ${resolve(spool)}: recovery has ended`);
+        if (await retireRestoreSpoolIfRecovered(spool)) logLine(`removed the spool ${spool}: recovery has ended`);
       }
     } finally {
       stop.dispose();

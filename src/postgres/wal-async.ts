@@ -57,7 +57,7 @@ import { basename, dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Repository } from '../repo/repository.ts';
 import { errorMessage, FerryError, StorageError } from '../util/errors.ts';
-import { fetchWalTo, PUSH_ZSTD_THREADS, pushWalFile, WalMissingError, type PushResult } from './wal.ts';
+import { fetchWalTo, pushWalFile, WalMissingError, type PushResult } from './wal.ts';
 import { parseWalName, segmentName } from './walname.ts';
 
 export interface SpoolLayout {
@@ -518,7 +518,6 @@ export async function failQueued(spool: string, error: unknown): Promise<void> {
   }
 }
 
-
 /** Runs the push worker until idle for `idleExitMs` (or aborted). Returns undefined when another worker owns the spool. */
 export async function runPushWorker(repo: Repository, o: PushWorkerOptions): Promise<PushWorkerStats | undefined> {
   const L = spoolLayout(o.spool);
@@ -557,7 +556,7 @@ export async function runPushWorker(repo: Repository, o: PushWorkerOptions): Pro
       // threads of its own, so the reads, the sealing and the other pushes go on meanwhile. A
       // catch-up of 64 segments of table WAL here: 7.8-8.4 s with zstd on this thread, 4.6-6.8 s
       // so (4 threads: 7.1-9.3 s).
-      const r = await pushWalFile(repo, c.path, { where: c.path, threads: PUSH_ZSTD_THREADS });
+      const r = await pushWalFile(repo, c.path, { where: c.path }); // zstd on PUSH_ZSTD_THREADS
       // Changed while it was read (PostgreSQL never changes a ready file): no marker, next round.
       if ((await fileIdentity(c.path)) !== before) return;
       pushed.set(c.name, before);

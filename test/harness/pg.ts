@@ -429,7 +429,7 @@ function procState(pid: number): string | undefined {
 }
 
 /** Alive and not a zombie (in containers whose init does not reap, killed postmasters stay zombies). */
-function pidAlive(pid: number): boolean {
+export function pidAlive(pid: number): boolean {
   if (existsSync('/proc/self/stat')) {
     const s = procState(pid);
     return s !== undefined && s !== 'Z' && s !== 'X';

@@ -12,7 +12,7 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ferry, ferryOk } from '../harness/cli.ts';
-import { freePort, pgBinDir } from '../harness/pg.ts';
+import { freePort, pgBinDir, pidAlive } from '../harness/pg.ts';
 import { asPostgres } from '../harness/tmp.ts';
 import { archivedCluster, markerIds, stopAtExit, stopDataDir, switchAndWaitArchived, type ArchivedCluster } from '../harness/archive.ts';
 import { restoreSpool } from '../../src/postgres/restore.ts';
@@ -30,8 +30,8 @@ function restoreCommand(dir: string): string {
 /**
  * `ferry pg restore` without --start into DIR, then the server started by hand, as the
  * restore's last line says. Returns its port, its fetch worker's pid file, and pg_ctl on DIR.
+ * `serverEnv` is added to the server's environment, which restore_command and its fetch worker inherit.
  */
-/** `serverEnv`: added to the server's environment, which restore_command and its fetch worker inherit. */
 async function restoreStartedByHand(dir: string, serverEnv: Record<string, string> = {}): Promise<{ port: number; pidFile: string; pgCtl: (...args: string[]) => void }> {
   const port = await freePort();
   await ferryOk(['pg', 'restore', '--target-dir', dir, '--port', String(port)], { env: a.env });
@@ -159,16 +159,8 @@ describe('pg restore: the restored server fetches WAL', () => {
     for (let i = 0; i < 100 && !(pid = runningWorkerPid(spoolLayout(spool).fetchPid, FETCH_WORKER_MARKER)); i++) await new Promise((res) => setTimeout(res, 50));
     assert.ok(pid, 'the fetch started a worker');
     // Its process gone, not only its pid file (the spool would be removed after that).
-    const alive = (): boolean => {
-      try {
-        process.kill(pid!, 0);
-        return true;
-      } catch {
-        return false;
-      }
-    };
-    for (let i = 0; i < 300 && alive(); i++) await new Promise((res) => setTimeout(res, 100));
-    assert.ok(!alive(), 'the worker exits 1 s after the fetch');
+    for (let i = 0; i < 300 && pidAlive(pid!); i++) await new Promise((res) => setTimeout(res, 100));
+    assert.ok(!pidAlive(pid!), 'the worker exits 1 s after the fetch');
     assert.ok(existsSync(spool), 'recovery has not ended: the spool stays');
     assert.ok(!existsSync(join(dir, 'ferry-fetch.log')));
   });
